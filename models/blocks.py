@@ -1,0 +1,142 @@
+"""Building blocks of NeRD-Rain: Restormer's transformer block, resampling, and the fusion unit."""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm over the channels of a (B, C, H, W) map; 'WithBias' or 'BiasFree' (Restormer)."""
+
+    def __init__(self, dim: int, layernorm_type: str = "WithBias"):
+        super().__init__()
+        if layernorm_type not in ("WithBias", "BiasFree"):
+            raise ValueError(f"layernorm_type must be 'WithBias' or 'BiasFree', got {layernorm_type!r}")
+        # 'body' keeps the authors' state_dict names (norm1.body.weight).
+        self.body = _ChannelNorm(dim, with_bias=layernorm_type == "WithBias")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class _ChannelNorm(nn.Module):
+    def __init__(self, dim: int, with_bias: bool):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim)) if with_bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # F.layer_norm on a channels-last view: the same numbers as the authors' mean/var over a
+        # permuted copy, at a fraction of the cost (free when x is channels_last).
+        x = x.permute(0, 2, 3, 1)
+        if self.bias is None:  # BiasFree: scale by 1/std without centring
+            x = x * torch.rsqrt(x.var(-1, keepdim=True, unbiased=False) + 1e-5) * self.weight
+        else:
+            x = F.layer_norm(x, x.shape[-1:], self.weight, self.bias, 1e-5)
+        return x.permute(0, 3, 1, 2)
+
+
+class DepthwiseConv(nn.Module):
+    """3x3 depthwise conv (kept in a Sequential for the authors' key names, `.main.0.`)."""
+
+    def __init__(self, dim: int, bias: bool):
+        super().__init__()
+        self.main = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1, groups=dim, bias=bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x)
+
+
+class Attention(nn.Module):
+    """Restormer's transposed (channel) self-attention."""
+
+    def __init__(self, dim: int, heads: int, bias: bool):
+        super().__init__()
+        self.heads = heads
+        self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
+        self.qkv = nn.Conv2d(dim, dim * 3, 1, bias=bias)
+        self.qkv_dwconv = DepthwiseConv(dim * 3, bias)
+        self.project_out = nn.Conv2d(dim, dim, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv_dwconv(self.qkv(x)).reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1)
+        q = F.normalize(q, dim=-1)
+        k = F.normalize(k, dim=-1)
+        attn = ((q @ k.transpose(-2, -1)) * self.temperature).softmax(dim=-1)
+        return self.project_out((attn @ v).reshape(b, c, h, w))
+
+
+class FeedForward(nn.Module):
+    """Gated-GELU feed-forward with a depthwise conv."""
+
+    def __init__(self, dim: int, expansion: float, bias: bool):
+        super().__init__()
+        hidden = int(dim * expansion)
+        self.project_in = nn.Conv2d(dim, hidden * 2, 1, bias=bias)
+        self.dwconv = DepthwiseConv(hidden * 2, bias)
+        self.project_out = nn.Conv2d(hidden, dim, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = self.dwconv(self.project_in(x)).chunk(2, dim=1)
+        return self.project_out(F.gelu(x1) * x2)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm residual attention + feed-forward."""
+
+    def __init__(self, dim: int, heads: int, expansion: float, bias: bool, layernorm_type: str):
+        super().__init__()
+        self.norm1 = LayerNorm(dim, layernorm_type)
+        self.attn = Attention(dim, heads, bias)
+        self.norm2 = LayerNorm(dim, layernorm_type)
+        self.ffn = FeedForward(dim, expansion, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.ffn(self.norm2(x))
+
+
+def transformer_level(dim: int, blocks: int, heads: int, expansion: float, bias: bool,
+                      layernorm_type: str) -> nn.Sequential:
+    """`blocks` TransformerBlocks in sequence."""
+    return nn.Sequential(*[TransformerBlock(dim, heads, expansion, bias, layernorm_type) for _ in range(blocks)])
+
+
+class Downsample(nn.Module):
+    """3x3 conv to n/2 channels, then PixelUnshuffle(2): n -> 2n channels, half size."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(n, n // 2, 3, padding=1, bias=False), nn.PixelUnshuffle(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class Upsample(nn.Module):
+    """3x3 conv to 2n channels, then PixelShuffle(2): n -> n/2 channels, double size."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(n, n * 2, 3, padding=1, bias=False), nn.PixelShuffle(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class Fusion(nn.Module):
+    """Bidirectional feature propagation unit (the paper's BFPU): gated mix of two feature maps."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.query_conv = nn.Conv2d(dim, dim, 3, padding=1)
+        self.key_conv = nn.Conv2d(dim, dim, 3, padding=1)
+        self.gamma1 = nn.Conv2d(dim * 2, 2, 3, padding=1)
+        self.gamma2 = nn.Conv2d(dim * 2, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        a = torch.sigmoid(self.query_conv(x) * self.key_conv(y))
+        ax, ay = x * a, y * a
+        gx = self.gamma1(torch.cat([x, ax], dim=1))
+        gy = self.gamma2(torch.cat([y, ay], dim=1))
+        return (x * gx[:, 0:1] + ax * gx[:, 1:2]) + (y * gy[:, 0:1] + ay * gy[:, 1:2])

@@ -1,0 +1,151 @@
+"""The network against the authors' code: golden outputs, checkpoint keys, loading, odd sizes."""
+import json
+
+import pytest
+import torch
+
+from models import build_model
+from models.summary import count
+from utils.checkpoint import infer_network_options, load_weights, save_checkpoint, unwrap
+
+
+def golden_options(golden: dict) -> dict:
+    c = golden["config"]
+    return {"type": "NeRDRain", "dim": c["dim"], "num_blocks": c["num_blocks"], "heads": c["heads"],
+            "ffn_expansion_factor": c["ffn_expansion_factor"], "bias": c["bias"],
+            "layernorm_type": c["LayerNorm_type"]}
+
+
+@pytest.fixture(scope="module")
+def golden_model(golden):
+    model = build_model(golden_options(golden)).eval()
+    load_weights(model, golden["state_dict"])
+    return model
+
+
+def assert_golden_outputs(model, golden):
+    with torch.no_grad():
+        outputs = model(golden["input"])
+    assert len(outputs) == 7
+    for i, (ours, theirs) in enumerate(zip(outputs, golden["outputs"])):
+        assert ours.shape == theirs.shape, i
+        assert (ours - theirs).abs().max().item() < 1e-5, f"output {i}"
+
+
+def test_golden_outputs(golden_model, golden):
+    assert_golden_outputs(golden_model, golden)
+
+
+def test_authors_checkpoint_with_module_prefix_loads_and_matches(tmp_path, golden):
+    path = tmp_path / "model_best.pth"
+    state = {"module." + k: v for k, v in golden["state_dict"].items()}
+    torch.save({"epoch": 7, "state_dict": state, "optimizer": {}}, path)
+    model = build_model(infer_network_options(torch.load(path)["state_dict"])).eval()
+    ckpt = load_weights(model, path)
+    assert ckpt["epoch"] == 7
+    assert_golden_outputs(model, golden)
+
+
+def test_infer_network_options_of_golden(golden):
+    assert infer_network_options(golden["state_dict"]) == golden_options(golden)
+
+
+def test_unused_reduce_conv_really_is_unused(golden, golden_model):
+    model = build_model(golden_options(golden))
+    model.load_state_dict(golden_model.state_dict())
+    unused = model.dec_max[2].reduce1.weight
+    with torch.no_grad():
+        unused.add_(torch.randn_like(unused))
+    assert_golden_outputs(model.eval(), golden)
+    sum(o.sum() for o in model.train()(golden["input"])).backward()
+    assert unused.grad is None
+    assert all(p.grad is not None for n, p in model.named_parameters() if p is not unused)
+
+
+@pytest.mark.parametrize("model_type, name", [("NeRDRain", "nerd_rain"), ("NeRDRainS", "nerd_rain_s")])
+def test_full_config_keys_equal_authors(tmp_path, shared_dir, model_type, name):
+    reference = json.loads((shared_dir / "golden" / f"checkpoint_keys_{name}.json").read_text())
+    model = build_model({"type": model_type})
+    assert sum(p.numel() for p in model.parameters()) == reference["num_params"]
+    path = tmp_path / "ckpt.pth"
+    save_checkpoint(path, model, epoch=1)
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    assert [[k, list(v.shape)] for k, v in saved.items()] == reference["keys"]
+    options = infer_network_options(saved)
+    assert options["dim"] == reference["config"]["dim"]
+    assert options["num_blocks"] == reference["config"]["num_blocks"]
+    assert options["heads"] == reference["config"]["heads"]
+
+
+def test_other_size_loads_after_inference_and_mismatch_is_explained(tmp_path):
+    small = build_model({"type": "NeRDRainS"})
+    path = tmp_path / "small.pth"
+    save_checkpoint(path, small)
+    with pytest.raises(ValueError, match=r"small\.pth.*looks like NeRD-Rain-S \(dim 32"):
+        load_weights(build_model({"type": "NeRDRain"}), path)
+    rebuilt = build_model(infer_network_options(torch.load(path)["state_dict"]))
+    load_weights(rebuilt, path)
+    for a, b in zip(rebuilt.state_dict().values(), small.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_missing_keys_are_named(golden):
+    state = dict(golden["state_dict"])
+    del state["BF2.gamma1.bias"]
+    state["extra.weight"] = torch.zeros(1)
+    with pytest.raises(ValueError, match=r"missing: BF2\.gamma1\.bias.*unexpected: extra\.weight"):
+        load_weights(build_model(golden_options(golden)), state)
+
+
+def test_unreadable_checkpoint_is_named(tmp_path):
+    bad = tmp_path / "bad.pth"
+    bad.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="bad.pth"):
+        load_weights(build_model({"type": "NeRDRainS"}), bad)
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        load_weights(build_model({"type": "NeRDRainS"}), tmp_path / "nope.pth")
+
+
+def test_wrapped_models_load(golden):
+    model = torch.nn.DataParallel(build_model(golden_options(golden)))
+    load_weights(model, golden["state_dict"])
+    assert_golden_outputs(unwrap(model).eval(), golden)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 48, 80), (1, 3, 112, 32)])
+def test_odd_sizes(shape):
+    model = build_model({"dim": 8, "num_blocks": [1, 1, 1], "heads": [1, 1, 2]}).eval()
+    x = torch.rand(shape)
+    with torch.no_grad():
+        outputs = model(x)
+    b, c, h, w = shape
+    expected = [(h, w), (h // 2, w // 2), (h // 4, w // 4), (h // 2, w // 2), (h // 2, w // 2),
+                (h // 4, w // 4), (h // 4, w // 4)]
+    assert [tuple(o.shape) for o in outputs] == [(b, c, *s) for s in expected]
+    assert all(torch.isfinite(o).all() for o in outputs)
+
+
+def test_cpu_never_touches_cuda(monkeypatch, golden):
+    def no_cuda(*args, **kwargs):
+        raise AssertionError("CUDA used on a CPU run")
+
+    monkeypatch.setattr(torch.Tensor, "cuda", no_cuda)
+    monkeypatch.setattr(torch.nn.Module, "cuda", no_cuda)
+    monkeypatch.setattr(torch.cuda, "is_available", no_cuda)
+    model = build_model(golden_options(golden)).float()
+    load_weights(model, golden["state_dict"])
+    assert_golden_outputs(model.eval(), golden)
+
+
+def test_build_model_errors():
+    with pytest.raises(ValueError, match="unknown network type 'Restormer'"):
+        build_model({"type": "Restormer"})
+    with pytest.raises(ValueError, match="bad network options"):
+        build_model({"widht": 3})
+
+
+def test_flops_report():
+    params, flops = count("NeRDRain", 256)
+    assert params == 22_893_146
+    # The authors' 312.6 GFLOPs less three of the four identical INR evaluations (3/4 of 40.6 G).
+    assert abs(flops / 1e9 - (312.6 - 0.75 * 40.6)) < 1.0
