@@ -1,0 +1,28 @@
+"""Training losses, built by name from options: `build_loss({'type': 'MultiScaleLoss', 'fft': 0.01})`."""
+from typing import Any
+
+from torch import nn
+
+from .charbonnier import CharbonnierLoss
+from .edge import EdgeLoss
+from .fft import FFTLoss
+from .multiscale import MultiScaleLoss, target_pyramid
+
+LOSSES: dict[str, type[nn.Module]] = {
+    cls.__name__: cls for cls in (MultiScaleLoss, CharbonnierLoss, FFTLoss, EdgeLoss, nn.L1Loss)
+}
+
+
+def build_loss(opt: dict[str, Any]) -> nn.Module:
+    """Builds a loss from an options dict; `type` names the class, other keys are its arguments."""
+    opt = dict(opt)
+    name = opt.pop("type", "MultiScaleLoss")
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss type {name!r}; choose one of {sorted(LOSSES)}")
+    try:
+        return LOSSES[name](**opt)
+    except TypeError as err:
+        raise ValueError(f"bad loss options {opt}: {err}") from None
+
+
+__all__ = ["LOSSES", "CharbonnierLoss", "EdgeLoss", "FFTLoss", "MultiScaleLoss", "build_loss", "target_pyramid"]
