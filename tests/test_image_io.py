@@ -1,0 +1,137 @@
+"""Reading odd image files, atomic writes, listing and pairing."""
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from utils.image_io import (ImageReadError, atomic_save, list_images, pair_by_order, pair_by_stem, read_rgb8,
+                            write_png_atomic)
+
+RNG = np.random.default_rng(0)
+
+
+def test_8bit_rgb_png_round_trip(tmp_path: Path):
+    img = RNG.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    write_png_atomic(tmp_path / "a.png", img)
+    out, note = read_rgb8(tmp_path / "a.png")
+    assert note is None and np.array_equal(out, img)
+
+
+def test_grayscale(tmp_path: Path):
+    gray = RNG.integers(0, 256, (5, 7), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "g.png"), gray)
+    out, note = read_rgb8(tmp_path / "g.png")
+    assert note == "grayscale" and out.shape == (5, 7, 3) and out.dtype == np.uint8
+    assert all(np.array_equal(out[..., c], gray) for c in range(3))
+
+
+def test_rgba_drops_alpha(tmp_path: Path):
+    bgra = RNG.integers(0, 256, (5, 7, 4), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "a.png"), bgra)
+    out, note = read_rgb8(tmp_path / "a.png")
+    assert note == "alpha dropped" and np.array_equal(out, bgra[..., 2::-1])
+
+
+def test_gray_alpha(tmp_path: Path):
+    image = pytest.importorskip("PIL.Image")  # cv2 cannot write 2-channel PNGs
+    la = RNG.integers(0, 256, (5, 7, 2), dtype=np.uint8)
+    image.fromarray(la, "LA").save(tmp_path / "la.png")
+    out, note = read_rgb8(tmp_path / "la.png")
+    assert note == "alpha dropped" and np.array_equal(out, np.repeat(la[..., :1], 3, axis=2))
+
+
+def test_16bit_scaled_with_rounding(tmp_path: Path):
+    values = np.array([0, 128, 129, 32896, 65535], dtype=np.uint16)  # v/257: 0, 0.498, 0.502, 128, 255
+    bgr16 = np.stack([values, values[::-1], values], axis=-1)[None]
+    cv2.imwrite(str(tmp_path / "c.png"), bgr16)
+    out, note = read_rgb8(tmp_path / "c.png")
+    expected = np.array([0, 0, 1, 128, 255], dtype=np.uint8)
+    assert note == "16-bit" and np.array_equal(out[0, :, 0], expected) and np.array_equal(out[0, :, 1], expected[::-1])
+    cv2.imwrite(str(tmp_path / "g.png"), values[None])
+    out, note = read_rgb8(tmp_path / "g.png")
+    assert note == "16-bit, grayscale" and np.array_equal(out[0, :, 2], expected)
+
+
+def test_jpeg_is_rgb(tmp_path: Path):
+    red = np.zeros((16, 16, 3), dtype=np.uint8)
+    red[..., 0] = 200
+    cv2.imwrite(str(tmp_path / "r.JPG"), red[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 100])
+    out, note = read_rgb8(tmp_path / "r.JPG")
+    assert note is None and out.dtype == np.uint8 and out.shape == (16, 16, 3)
+    assert np.abs(out.astype(int) - red).max() <= 3
+
+
+def _truncated_png(path: Path) -> None:
+    ok, data = cv2.imencode(".png", RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    path.write_bytes(data.tobytes()[: len(data) // 2])
+
+
+@pytest.mark.parametrize("make", [
+    _truncated_png,
+    lambda p: p.write_bytes(b""),
+    lambda p: p.write_text("this is text, not a PNG"),
+    lambda p: None,  # missing
+], ids=["truncated", "empty", "text", "missing"])
+def test_unreadable_files_raise_naming_the_file(tmp_path: Path, make):
+    path = tmp_path / "bad_image.png"
+    make(path)
+    with pytest.raises(ImageReadError, match="bad_image.png") as info:
+        read_rgb8(path)
+    assert isinstance(info.value, ValueError) and info.value.path == path
+
+
+def test_write_png_atomic_refuses_to_overwrite(tmp_path: Path):
+    first, second = (RNG.integers(0, 256, (4, 4, 3), dtype=np.uint8) for _ in range(2))
+    path = tmp_path / "out.png"
+    write_png_atomic(path, first)
+    with pytest.raises(FileExistsError, match=r"out\.png.*--overwrite"):
+        write_png_atomic(path, second)
+    assert np.array_equal(read_rgb8(path)[0], first)
+    write_png_atomic(path, second, overwrite=True)
+    assert np.array_equal(read_rgb8(path)[0], second)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+def test_atomic_save_failure_keeps_old_file_and_no_temp(tmp_path: Path):
+    path = tmp_path / "ckpt.pth"
+    path.write_text("old")
+
+    def fail(tmp: str) -> None:
+        Path(tmp).write_text("partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_save(path, fail)
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["ckpt.pth"]
+    atomic_save(path, lambda tmp: Path(tmp).write_text("new"))
+    assert path.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["ckpt.pth"]
+
+
+def test_list_images(tmp_path: Path):
+    for name in ["b.PNG", "a.jpeg", "c.tif", "notes.txt", ".a.png.123.tmp", "._d.png"]:
+        (tmp_path / name).touch()
+    (tmp_path / "sub.png").mkdir()
+    assert [p.name for p in list_images(tmp_path)] == ["a.jpeg", "b.PNG", "c.tif"]
+    with pytest.raises(FileNotFoundError, match="missing"):
+        list_images(tmp_path / "missing")
+
+
+def test_pair_by_stem():
+    pairs = pair_by_stem([Path("in/2.png"), Path("in/1.png")], [Path("gt/1.jpg"), Path("gt/2.png")])
+    assert pairs == [(Path("in/1.png"), Path("gt/1.jpg")), (Path("in/2.png"), Path("gt/2.png"))]
+
+
+def test_pair_by_stem_names_missing_stems():
+    with pytest.raises(ValueError) as info:
+        pair_by_stem([Path("1.png"), Path("rain_7.png")], [Path("1.png"), Path("clean_7.png")])
+    message = str(info.value)
+    assert "only in input: rain_7" in message and "only in target: clean_7" in message
+    assert "pair_by_order" in message
+
+
+def test_pair_by_order():
+    assert pair_by_order([Path("b.png"), Path("a.png")], [Path("y.png"), Path("x.png")]) == [
+        (Path("a.png"), Path("x.png")), (Path("b.png"), Path("y.png"))]
+    with pytest.raises(ValueError, match="2 files in input but 1 in target"):
+        pair_by_order([Path("a.png"), Path("b.png")], [Path("x.png")])
