@@ -1,0 +1,195 @@
+"""Speed of NeRD-Rain paths side by side: `python -m bench.speed --what infer|train --device cpu|cuda
+[--amp] [--compile] [--channels_last] [--type NeRDRainS] [--size 256] [--batch 1] [--weights FILE]`.
+
+Rows: the authors' way of computing (bench/authors_style.py), our exact default path, each fast
+option given, and all of them together. Steps are interleaved across rows after a warm-up, and
+each row reports the median time, throughput, peak memory and the max abs difference of its
+output 0 from the exact path's (same weights, same input).
+"""
+import argparse
+import copy
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bench.authors_style import authors_style
+from losses import MultiScaleLoss
+from models import build_model
+from utils.checkpoint import infer_network_options, load_weights, read_checkpoint
+from utils.device import autocast, resolve_device
+
+
+@dataclass
+class Row:
+    name: str
+    model: nn.Module
+    amp: bool = False
+    channels_last: bool = False
+
+
+def row_names(args: argparse.Namespace) -> list[str]:
+    """The authors-style baseline, the exact path, each chosen fast option, and all together."""
+    chosen = [flag for flag in ("channels_last", "amp", "compile") if getattr(args, flag)]
+    combos = [[flag] for flag in chosen] + ([chosen] if len(chosen) > 1 else [])
+    return ["authors-style", "exact (default)", *(" + ".join(combo) for combo in combos)]
+
+
+def make_row(name: str, model: nn.Module) -> Row:
+    """The row `name` on a copy of `model` (the exact row uses `model` itself)."""
+    if name == "authors-style":
+        return Row(name, authors_style(model))
+    if name == "exact (default)":
+        return Row(name, model)
+    combo = name.split(" + ")
+    net = copy.deepcopy(model)
+    if "channels_last" in combo:
+        net = net.to(memory_format=torch.channels_last)
+    if "compile" in combo:
+        net = torch.compile(net)
+    return Row(name, net, amp="amp" in combo, channels_last="channels_last" in combo)
+
+
+
+def make_step(row: Row, what: str, x: torch.Tensor, target: torch.Tensor, device: torch.device) -> Callable[[], None]:
+    """One inference forward, or one training iteration (forward, loss, backward, Adam step)."""
+    x = x.to(memory_format=torch.channels_last) if row.channels_last else x
+    if what == "infer":
+        row.model.eval()
+
+        def step() -> None:
+            with torch.no_grad(), autocast(device, row.amp):
+                row.model(x)
+        return step
+
+    row.model.train()
+    loss_fn = MultiScaleLoss()
+    optimizer = torch.optim.Adam(row.model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, row.amp):
+            outputs = row.model(x)
+        loss_fn([o.float() for o in outputs], target)[0].backward()
+        optimizer.step()
+    return step
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def output0(row: Row, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    x = x.to(memory_format=torch.channels_last) if row.channels_last else x
+    was_training = row.model.training
+    row.model.eval()
+    with torch.no_grad(), autocast(device, row.amp):
+        out = row.model(x)[0].float()
+    row.model.train(was_training)
+    return out
+
+
+def peak_memory_mb(row: Row, step: Callable[[], None], device: torch.device, args: argparse.Namespace) -> float:
+    """Peak memory of one step above what was held before it: CUDA allocator stats, or, on the
+    CPU, the growth of max RSS in a fresh process (RSS high-water marks cannot be reset)."""
+    if device.type == "cuda":
+        sync(device)
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        sync(device)
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
+    cmd = [sys.executable, "-m", "bench.speed", *sys.argv[1:], "--_peak_of", row.name]
+    return float(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.split()[-1])
+
+
+def build(args: argparse.Namespace, device: torch.device) -> nn.Module:
+    if args.weights:
+        ckpt = read_checkpoint(args.weights)
+        model = build_model(infer_network_options(ckpt["state_dict"]))
+        load_weights(model, ckpt["state_dict"])
+    else:
+        torch.manual_seed(0)
+        model = build_model({"type": args.type})
+    return model.to(device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--what", choices=["infer", "train"], default="infer")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--type", default="NeRDRain", help="network type when no --weights")
+    parser.add_argument("--weights", help="a checkpoint (authors' or ours, or golden/parity.pt)")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast")
+    parser.add_argument("--compile", action="store_true", help="torch.compile")
+    parser.add_argument("--channels_last", action="store_true")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", help="also write the rows here")
+    parser.add_argument("--_peak_of", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.size % 16:
+        parser.error("--size must be a multiple of 16")
+    device = resolve_device(args.device)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(args.batch, 3, args.size, args.size, generator=gen).to(device)
+    target = (x * 0.8).clamp(0, 1)
+    model = build(args, device)
+    if args._peak_of:  # child process of peak_memory_mb: one step, then the RSS growth
+        row = make_row(args._peak_of, model)
+        step = make_step(row, args.what, x, target, device)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        step()
+        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+        return
+
+    rows = [make_row(name, model) for name in row_names(args)]
+    reference = output0(rows[1], x, device)
+    diffs = {row.name: (output0(row, x, device) - reference).abs().max().item() for row in rows}
+    steps = {row.name: make_step(row, args.what, x, target, device) for row in rows}
+    for name, step in steps.items():
+        for _ in range(args.warmup):
+            step()
+    times: dict[str, list[float]] = {row.name: [] for row in rows}
+    for _ in range(args.repeats):  # interleaved, so drifts in clock or load hit every row alike
+        for name, step in steps.items():
+            sync(device)
+            start = time.perf_counter()
+            step()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    peaks = {row.name: peak_memory_mb(row, steps[row.name], device, args) for row in rows}
+
+    unit = "window" if args.what == "infer" else "iteration"
+    exact = statistics.median(times[rows[1].name])
+    print(f"{args.what}, {args.type if not args.weights else args.weights}, batch {args.batch}, "
+          f"{args.size}x{args.size}, {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+          f"torch {torch.__version__}, median of {args.repeats} after {args.warmup} warm-up")
+    print(f"| path | ms per {unit} | {unit}s/s | vs exact | peak MB | max abs diff |")
+    print("|---|---|---|---|---|---|")
+    results = []
+    for row in rows:
+        t = statistics.median(times[row.name])
+        per = t * 1000 / (args.batch if args.what == "infer" else 1)
+        results.append({"path": row.name, "ms": per, "per_s": 1000 / per, "speedup": exact / t,
+                        "peak_mb": peaks[row.name], "max_abs_diff": diffs[row.name]})
+        print(f"| {row.name} | {per:.1f} | {1000 / per:.2f} | {exact / t:.2f}x | {peaks[row.name]:.0f} | "
+              f"{diffs[row.name]:.2e} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "device": str(device), "torch": torch.__version__, "rows": results}, f,
+                      indent=1)
+
+
+if __name__ == "__main__":
+    main()

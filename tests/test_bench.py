@@ -1,0 +1,55 @@
+"""The benchmark's baseline computes what the authors compute, and the benchmark runs."""
+import json
+import subprocess
+import sys
+
+import torch
+
+from bench.authors_style import authors_style
+from models import build_model
+from utils.checkpoint import infer_network_options, load_weights
+
+
+def test_authors_style_baseline_gives_golden_outputs(golden):
+    model = build_model(infer_network_options(golden["state_dict"]))
+    load_weights(model, golden["state_dict"])
+    baseline = authors_style(model).eval()
+    assert sum(p.numel() for p in baseline.parameters()) == sum(p.numel() for p in model.parameters())
+    with torch.no_grad():
+        outputs = baseline(golden["input"])
+    for ours, theirs in zip(outputs, golden["outputs"]):
+        assert (ours - theirs).abs().max().item() < 1e-5
+
+
+def test_speed_benchmark_prints_rows(shared_dir, tmp_path):
+    out = tmp_path / "rows.json"
+    cmd = [sys.executable, "-m", "bench.speed", "--what", "train", "--device", "cpu", "--size", "32",
+           "--weights", str(shared_dir / "golden" / "parity.pt"), "--channels_last",
+           "--warmup", "0", "--repeats", "1", "--json", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = {r["path"]: r for r in json.loads(out.read_text())["rows"]}
+    assert list(rows) == ["authors-style", "exact (default)", "channels_last"]
+    assert rows["exact (default)"]["max_abs_diff"] == 0
+    assert rows["authors-style"]["max_abs_diff"] < 1e-5
+    assert rows["channels_last"]["max_abs_diff"] < 1e-5
+    assert all(r["ms"] > 0 and r["peak_mb"] >= 0 for r in rows.values())
+    assert "| exact (default) |" in result.stdout
+
+
+def test_fast_rows_on_cpu(golden):
+    """The CUDA fast path's pieces (bf16 autocast, channels_last) run on the CPU too."""
+    from argparse import Namespace
+
+    from bench.speed import make_row, output0, row_names
+
+    model = build_model(infer_network_options(golden["state_dict"]))
+    load_weights(model, golden["state_dict"])
+    names = row_names(Namespace(channels_last=True, amp=True, compile=False))
+    assert names == ["authors-style", "exact (default)", "channels_last", "amp", "channels_last + amp"]
+    x = golden["input"][:1, :, :32, :32]
+    cpu = torch.device("cpu")
+    exact = output0(make_row("exact (default)", model), x, cpu)
+    for name in names[2:]:
+        diff = (output0(make_row(name, model), x, cpu) - exact).abs().max().item()
+        assert diff < (0.05 if "amp" in name else 1e-5), name
