@@ -9,13 +9,13 @@ output 0 from the exact path's (same weights, same input).
 import argparse
 import copy
 import json
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -99,7 +99,7 @@ def output0(row: Row, x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 def peak_memory_mb(row: Row, step: Callable[[], None], device: torch.device, args: argparse.Namespace) -> float:
     """Peak memory of one step above what was held before it: CUDA allocator stats, or, on the
-    CPU, the growth of max RSS in a fresh process (RSS high-water marks cannot be reset)."""
+    CPU, the RSS high-water mark of a fresh process (the allocator's caches would hide it here)."""
     if device.type == "cuda":
         sync(device)
         before = torch.cuda.memory_allocated()
@@ -109,6 +109,12 @@ def peak_memory_mb(row: Row, step: Callable[[], None], device: torch.device, arg
         return (torch.cuda.max_memory_allocated() - before) / 2**20
     cmd = [sys.executable, "-m", "bench.speed", *sys.argv[1:], "--_peak_of", row.name]
     return float(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.split()[-1])
+
+
+def proc_status_kb(field: str) -> int:
+    """A memory figure (kB) of this process from /proc/self/status."""
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field + ":"))
+    return int(line.split()[1])
 
 
 def build(args: argparse.Namespace, device: torch.device) -> nn.Module:
@@ -148,9 +154,11 @@ def main() -> None:
     if args._peak_of:  # child process of peak_memory_mb: one step, then the RSS growth
         row = make_row(args._peak_of, model)
         step = make_step(row, args.what, x, target, device)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        # Linux: writing 5 to clear_refs resets VmHWM (ru_maxrss would keep the parent's, from fork).
+        Path("/proc/self/clear_refs").write_text("5")
+        before = proc_status_kb("VmRSS")
         step()
-        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+        print((proc_status_kb("VmHWM") - before) / 1024)
         return
 
     rows = [make_row(name, model) for name in row_names(args)]
