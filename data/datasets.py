@@ -1,0 +1,128 @@
+"""Datasets: paired training and validation sets in the authors' layout (`<dir>/input`, `<dir>/target`),
+and a plain folder of images for testing. Built by name with `build_dataset`."""
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
+from torch.utils.data import Dataset
+
+from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, list_images, pair_by_order, pair_by_stem, read_rgb8
+
+from .augment import center_crop, train_augment
+
+
+class DataError(ValueError):
+    """A dataset that cannot be used: missing or empty folders, unpaired names, unreadable images.
+
+    Takes one message, so DataLoader workers re-raise it as a DataError too.
+    """
+
+
+def _images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise DataError(f"no folder {folder}: a paired dataset folder holds input/ (rainy) and target/ (clean)")
+    files = list_images(folder)
+    if not files:
+        raise DataError(f"no images in {folder} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    return files
+
+
+def find_pairs(root: str | os.PathLike, pairing: str = "stem") -> list[tuple[Path, Path]]:
+    """(input, target) files of `root/input` and `root/target`, paired by file stem or, with
+    pairing 'order', by position in the sorted listings (the authors' way)."""
+    root = Path(root)
+    inputs, targets = _images(root / "input"), _images(root / "target")
+    if pairing == "order":
+        if len(inputs) != len(targets):
+            raise DataError(f"{root}: cannot pair by order: {len(inputs)} input images but {len(targets)} targets")
+        return pair_by_order(inputs, targets)
+    if pairing != "stem":
+        raise DataError(f"unknown pairing {pairing!r}; choose 'stem' or 'order'")
+    try:
+        return pair_by_stem(inputs, targets)
+    except ValueError as err:
+        reason = str(err).split(" (to pair files by sorted order", 1)[0]
+        raise DataError(f"{root}: input and target names differ: {reason}. Rename the files, or pair the "
+                        "sorted listings by position with pairing: order") from None
+
+
+def _read_pil(path: Path) -> Image.Image:
+    try:
+        return Image.fromarray(read_rgb8(path)[0])
+    except ImageReadError as err:
+        raise DataError(str(err)) from None
+
+
+class PairedDataset(Dataset):
+    """(rainy, clean) pairs of `root`; items are dicts with `input`, `target` (3, P, P) tensors and `name`."""
+
+    def __init__(self, dir: str | os.PathLike, patch_size: int = 256, pairing: str = "stem"):
+        self.pairs = find_pairs(dir, pairing)
+        self.patch_size = patch_size
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load(self, index: int) -> tuple[Image.Image, Image.Image]:
+        """The pair as PIL RGB images of one size."""
+        inp_path, tar_path = self.pairs[index]
+        inp, tar = _read_pil(inp_path), _read_pil(tar_path)
+        if inp.size != tar.size:
+            raise DataError(f"{inp_path} is {inp.width}x{inp.height} but {tar_path} is {tar.width}x{tar.height}")
+        return inp, tar
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        inp, tar = self.transform(*self.load(index))
+        return {"input": inp, "target": tar, "name": self.pairs[index][1].stem}
+
+    def transform(self, inp: Image.Image, tar: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+
+class PairedTrainDataset(PairedDataset):
+    """Training pairs with the authors' augmentation (data/augment.py)."""
+
+    def transform(self, inp: Image.Image, tar: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        return train_augment(inp, tar, self.patch_size)
+
+
+class PairedValDataset(PairedDataset):
+    """Validation pairs: centre crops of `patch_size`, as the authors validate."""
+
+    def transform(self, inp: Image.Image, tar: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        return center_crop(inp, self.patch_size), center_crop(tar, self.patch_size)
+
+
+class ImageFolderDataset(Dataset):
+    """The images of a folder, whole, without targets; items are dicts with `input` (3, H, W) and `name`."""
+
+    def __init__(self, dir: str | os.PathLike):
+        self.files = _images(Path(dir))
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        path = self.files[index]
+        return {"input": TF.to_tensor(_read_pil(path)), "name": path.stem}
+
+
+DATASETS: dict[str, type[Dataset]] = {
+    "PairedTrain": PairedTrainDataset, "PairedVal": PairedValDataset, "ImageFolder": ImageFolderDataset,
+}
+
+
+def build_dataset(opt: dict[str, Any]) -> Dataset:
+    """Builds a dataset from options: `type` names it (PairedTrain, PairedVal, ImageFolder), the other
+    keys are its arguments (`dir`, `patch_size`, `pairing`)."""
+    opt = dict(opt)
+    name = opt.pop("type", None)
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset type {name!r}; choose one of {', '.join(DATASETS)}")
+    try:
+        return DATASETS[name](**opt)
+    except TypeError as err:
+        raise DataError(f"bad options for dataset {name}: {err}") from None

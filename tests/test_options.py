@@ -1,0 +1,154 @@
+"""Options: defaults, YAML files, overrides, typo protection and validation (utils/options.py)."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from models import build_model
+from utils.options import DEFAULTS, REPO_ROOT, OptionsError, load_options, resolve_path, save_options
+
+OPTION_FILES = sorted((REPO_ROOT / "options").glob("*.yml"))
+RECIPES = [p for p in OPTION_FILES if not p.name.startswith("tiny")]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "opt.yml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_the_authors_recipe():
+    opt = load_options(None)
+    train, data = opt["train"], opt["datasets"]
+    assert (train["lr"], train["betas"], train["eps"]) == (1e-4, [0.9, 0.999], 1e-8)
+    assert (train["warmup_epochs"], train["eta_min"], train["schedule"], train["seed"]) == (3, 1e-6, "epoch", 1234)
+    assert train["loss"] == {"type": "MultiScaleLoss", "char": 1.0, "fft": 0.01, "edge": 0.05, "inr": 0.1}
+    assert (train["amp"], train["compile"], train["val_every"]) == (False, False, 1)
+    assert (data["train"]["batch_size"], data["train"]["patch_size"], data["val"]["patch_size"]) == (1, 256, 256)
+    assert data["train"]["num_workers"] > 0
+    assert data["train"]["dir"] == "Datasets/Rain200L/train" and data["val"]["dir"] == "Datasets/Rain200L/test"
+    assert opt == DEFAULTS and opt is not DEFAULTS
+
+
+def test_every_dataset_and_size_has_a_file():
+    names = {p.stem for p in RECIPES}
+    assert names == {f"{d}{s}" for d in ("rain200l", "rain200h", "did", "ddn", "spa") for s in ("", "_s")}
+
+
+@pytest.mark.parametrize("path", OPTION_FILES, ids=lambda p: p.name)
+def test_option_files_load_and_build(path, shared_dir):
+    opt = load_options(path)
+    with torch.device("meta"):
+        model = build_model(opt["network"])
+    if path in RECIPES:
+        small = path.stem.endswith("_s")
+        assert opt["network"]["type"] == ("NeRDRainS" if small else "NeRDRain")
+        golden = shared_dir / "golden" / f"checkpoint_keys_nerd_rain{'_s' if small else ''}.json"
+        keys = json.loads(golden.read_text())
+        assert sum(p.numel() for p in model.parameters()) == keys["num_params"]
+        assert opt["paths"]["experiment"] == f"experiments/{path.stem}"
+        dataset = opt["datasets"]["train"]["dir"].split("/")[1]
+        assert opt["datasets"]["train"]["dir"] == f"Datasets/{dataset}/train"
+        assert opt["datasets"]["val"]["dir"] == f"Datasets/{dataset}/test"
+    else:  # tiny configs read the shared sample data, relative to the repository root
+        for split in ("train", "val"):
+            assert opt["datasets"][split]["dir"].startswith("../shared/")
+
+
+def test_file_overrides_defaults_and_keeps_the_rest(tmp_path):
+    opt = load_options(write(tmp_path, "train:\n  lr: 2.0e-4\ndatasets:\n  train:\n    patch_size: 128\n"))
+    assert opt["train"]["lr"] == 2e-4 and opt["datasets"]["train"]["patch_size"] == 128
+    assert opt["train"]["epochs"] == DEFAULTS["train"]["epochs"]
+    assert opt["datasets"]["train"]["batch_size"] == DEFAULTS["datasets"]["train"]["batch_size"]
+
+
+def test_overrides_parse_yaml_values(tmp_path):
+    opt = load_options(write(tmp_path, "train:\n  epochs: 10\n"), [
+        "train.epochs=20", "train.lr=1e-3", "train.amp=true", "train.betas=[0.8, 0.99]",
+        "network.num_blocks=[1,1,1]", "paths.experiment=experiments/x", "train.loss={char: 2}"])
+    assert opt["train"]["epochs"] == 20
+    assert opt["train"]["lr"] == 1e-3 and isinstance(opt["train"]["lr"], float)  # '1e-3' is a string in YAML
+    assert opt["train"]["amp"] is True and opt["train"]["betas"] == [0.8, 0.99]
+    assert opt["network"]["num_blocks"] == [1, 1, 1] and opt["paths"]["experiment"] == "experiments/x"
+    assert opt["train"]["loss"]["char"] == 2 and opt["train"]["loss"]["fft"] == 0.01
+
+
+def test_unknown_key_in_file_names_key_file_and_known_keys(tmp_path):
+    path = write(tmp_path, "train:\n  lrr: 1.0e-4\n")
+    with pytest.raises(OptionsError) as err:
+        load_options(path)
+    message = str(err.value)
+    assert "'train.lrr'" in message and str(path) in message and "Did you mean 'lr'" in message
+    assert "epochs" in message and "warmup_epochs" in message
+
+
+def test_unknown_section_and_override(tmp_path):
+    with pytest.raises(OptionsError, match=r"unknown option 'trian'.*top level: datasets, network, paths, train"):
+        load_options(write(tmp_path, "trian:\n  lr: 1\n"))
+    with pytest.raises(OptionsError, match=r"'datasets\.train\.patch'.*--set datasets\.train\.patch=64.*patch_size"):
+        load_options(None, ["datasets.train.patch=64"])
+    with pytest.raises(OptionsError, match="expected KEY=VALUE"):
+        load_options(None, ["train.lr"])
+
+
+def test_open_sections_check_the_class_arguments():
+    with pytest.raises(OptionsError, match=r"'network\.dimm'.*Did you mean 'dim'.*num_blocks"):
+        load_options(None, ["network.dimm=8"])
+    with pytest.raises(OptionsError, match=r"network\.type = 'Restormer' must be one of NeRDRain, NeRDRainS"):
+        load_options(None, ["network.type=Restormer"])
+    # another loss class drops the default class's weights
+    assert load_options(None, ["train.loss={type: CharbonnierLoss, eps: 1.0e-6}"])["train"]["loss"] == {
+        "type": "CharbonnierLoss", "eps": 1e-6}
+    with pytest.raises(OptionsError, match=r"'train\.loss\.fft'.*type, eps"):
+        load_options(None, ["train.loss={type: CharbonnierLoss, fft: 1}"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("datasets.train.patch_size=100", r"datasets\.train\.patch_size = 100 must be a positive multiple of 16"),
+    ("datasets.val.patch_size=8", r"datasets\.val\.patch_size = 8 must be a positive multiple of 16"),
+    ("train.warmup_epochs=3000", r"train\.warmup_epochs = 3000 must be .* less than train\.epochs = 3000"),
+    ("train.epochs=3", r"train\.warmup_epochs = 3 must be .* less than train\.epochs = 3"),
+    ("datasets.train.pairing=name", r"pairing = 'name' must be 'stem'"),
+    ("train.schedule=step", r"train\.schedule = 'step' must be 'epoch'"),
+    ("train.amp=1", r"train\.amp = 1 must be true or false"),
+    ("train.epochs=10.5", r"train\.epochs = 10\.5 must be an integer"),
+    ("train.lr=fast", r"train\.lr = 'fast' must be a number"),
+    ("train.lr=0", r"train\.lr must be positive"),
+    ("datasets.train.batch_size=0", r"batch_size must be at least 1"),
+    ("train.betas=[0.9]", r"train\.betas = \[0\.9\] must be two numbers"),
+    ("network.heads=[1,2,5]", r"level 3 has 192 channels, not divisible by 5 heads"),
+    ("network.num_blocks=[2,3]", r"network\.num_blocks = \[2, 3\] must be 3 positive integers"),
+    ("train=5", r"train \(in --set train=5\) must be a mapping"),
+])
+def test_bad_values_are_rejected_naming_the_key_and_source(override, message):
+    with pytest.raises(OptionsError, match=message) as err:
+        load_options(None, [override])
+    assert "--set" in str(err.value)
+
+
+def test_bad_yaml_names_file_and_line(tmp_path):
+    path = write(tmp_path, "train:\n  lr: [1, 2\n  epochs: 3\n")
+    with pytest.raises(OptionsError, match=rf"{path}: line \d+, column \d+: not valid YAML"):
+        load_options(path)
+    with pytest.raises(OptionsError, match="expected a mapping of sections"):
+        load_options(write(tmp_path, "- a\n- b\n"))
+    with pytest.raises(OptionsError, match="options file not found"):
+        load_options(tmp_path / "missing.yml")
+    assert load_options(write(tmp_path, "")) == DEFAULTS
+
+
+def test_save_options_round_trips_atomically(tmp_path):
+    opt = load_options(OPTION_FILES[0], ["train.lr=3e-4"])
+    save_options(opt, tmp_path / "options.yml")
+    assert os.listdir(tmp_path) == ["options.yml"]
+    assert load_options(tmp_path / "options.yml") == opt
+    assert yaml.safe_load((tmp_path / "options.yml").read_text()) == opt
+
+
+def test_relative_paths_are_from_the_repository_root(tmp_path):
+    assert resolve_path("experiments/x") == REPO_ROOT / "experiments" / "x"
+    assert resolve_path("../shared/datasets") == REPO_ROOT / ".." / "shared" / "datasets"
+    assert resolve_path(tmp_path) == tmp_path

@@ -1,0 +1,265 @@
+"""The trainer (train.py, train.sh) on a tiny network and tiny generated data, on the CPU."""
+import csv
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import train
+from losses import MultiScaleLoss
+from models import build_model
+from utils.checkpoint import load_weights
+from utils.options import REPO_ROOT, load_options
+from utils.scheduler import build_scheduler, epoch_lrs
+
+TINY_NET = {"type": "NeRDRain", "dim": 8, "num_blocks": [1, 1, 1], "heads": [1, 1, 2]}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny convolutions gain nothing from threads, and on a busy machine spinning OpenMP threads make
+    them 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def smooth_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    return cv2.resize(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """2 train pairs (one smaller than the patch: reflect padding) and 2 val pairs of clean + streaks."""
+    root, rng = tmp_path_factory.mktemp("data"), np.random.default_rng(0)
+    for split, sizes in (("train", [(40, 44), (28, 48)]), ("test", [(36, 36), (40, 32)])):
+        for side in ("input", "target"):
+            (root / split / side).mkdir(parents=True)
+        for i, (h, w) in enumerate(sizes):
+            clean = smooth_image(rng, h, w)
+            rainy = np.clip(clean.astype(int) + (rng.random((h, w, 1)) < 0.1) * 120, 0, 255).astype(np.uint8)
+            cv2.imwrite(str(root / split / "input" / f"img{i}.png"), rainy)
+            cv2.imwrite(str(root / split / "target" / f"img{i}.png"), clean)
+    return root
+
+
+def make_options(dataset: Path, path: Path, **train_opts) -> Path:
+    opt = {
+        "network": TINY_NET,
+        "datasets": {"train": {"dir": str(dataset / "train"), "patch_size": 32, "num_workers": 1},
+                     "val": {"dir": str(dataset / "test"), "patch_size": 32, "num_workers": 0}},
+        "train": {"epochs": 4, "warmup_epochs": 1, "lr": 1e-3, "save_every": 2, **train_opts},
+        "paths": {"experiment": str(path.parent / "exp")},
+    }
+    path.write_text(yaml.safe_dump(opt))
+    return path
+
+
+def run_main(capsys, *argv: str) -> tuple[int, str]:
+    code = train.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa), [k for k in wa if not torch.equal(wa[k], wb[k])][:3]
+
+
+@pytest.fixture(scope="module")
+def full_run(dataset, tmp_path_factory) -> Path:
+    """4 epochs without interruption; returns the experiment folder."""
+    opt = make_options(dataset, tmp_path_factory.mktemp("full") / "opt.yml")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as _one_thread does for the tests: bit-exact comparisons need the same count
+    try:
+        assert train.main(["--opt", str(opt)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return opt.parent / "exp"
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # epoch_lrs: torch's hint, raised inside warmup-scheduler
+def test_writes_the_checkpoints_and_metrics(full_run):
+    names = sorted(p.name for p in full_run.iterdir())
+    assert names == ["metrics.csv", "model_best.pth", "model_epoch_2.pth", "model_epoch_4.pth", "model_latest.pth",
+                     "options.yml"]
+    with (full_run / "metrics.csv").open() as f:
+        assert f.readline() == "epoch,iterations,loss,lr,val_psnr,best_psnr,seconds\n"
+        rows = list(csv.DictReader(f, fieldnames=train.METRICS_HEADER))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4] and [int(r["iterations"]) for r in rows] == [2, 4, 6, 8]
+    assert [float(r["lr"]) for r in rows] == pytest.approx(epoch_lrs(4, 1e-3, 1), rel=1e-6)
+    psnrs = [float(r["val_psnr"]) for r in rows]
+    assert [float(r["best_psnr"]) for r in rows] == pytest.approx(np.maximum.accumulate(psnrs).tolist())
+    assert all(float(r["loss"]) > 0 and float(r["seconds"]) > 0 for r in rows)
+    best = torch.load(full_run / "model_best.pth", weights_only=True)
+    assert best["best_psnr"] == pytest.approx(max(psnrs), abs=1e-4) and best["epoch"] == 1 + int(np.argmax(psnrs))
+
+
+def test_checkpoints_load_with_weights_only_and_load_weights(full_run):
+    ckpt = torch.load(full_run / "model_latest.pth", weights_only=True)
+    assert {"epoch", "state_dict", "optimizer", "scheduler", "iteration", "best_psnr", "rng", "options"} <= ckpt.keys()
+    assert (ckpt["epoch"], ckpt["iteration"], ckpt["batches_done"]) == (4, 8, 0)
+    assert "patch_embed_small.proj.weight" in ckpt["state_dict"]  # the authors' key names
+    assert ckpt["options"] == load_options(full_run / "options.yml")
+    assert ckpt["options"]["network"] == TINY_NET
+    model = build_model(TINY_NET)
+    load_weights(model, full_run / "model_epoch_2.pth")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert_same_weights(full_run / "model_latest.pth", full_run / "model_epoch_4.pth")
+
+
+def test_two_epochs_resume_two_epochs_is_bit_exact(full_run, dataset, tmp_path, capsys):
+    opt = make_options(dataset, tmp_path / "opt.yml")
+    code, out = run_main(capsys, "--opt", str(opt), "--resume", str(full_run / "model_epoch_2.pth"))
+    assert code == 0, out
+    assert "resumed from" in out and "epoch 2 done" in out
+    assert_same_weights(tmp_path / "exp" / "model_latest.pth", full_run / "model_latest.pth")
+    with (tmp_path / "exp" / "metrics.csv").open() as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["3", "4"]
+
+
+def test_ctrl_c_saves_latest_and_resume_continues_exactly(full_run, dataset, tmp_path, capsys, monkeypatch):
+    opt = make_options(dataset, tmp_path / "opt.yml")
+    calls, step = [], train.Trainer.step
+
+    def interrupted(self, batch, epoch):
+        calls.append(epoch)
+        if len(calls) == 4:  # epoch 2, its second batch: one batch of the epoch is done
+            raise KeyboardInterrupt
+        return step(self, batch, epoch)
+
+    monkeypatch.setattr(train.Trainer, "step", interrupted)
+    code, out = run_main(capsys, "--opt", str(opt))
+    assert code == train.EXIT_INTERRUPTED and "interrupted" in out and "Traceback" not in out
+    latest = torch.load(tmp_path / "exp" / "model_latest.pth", weights_only=True)
+    assert (latest["epoch"], latest["batches_done"], latest["iteration"]) == (1, 1, 3)
+    monkeypatch.setattr(train.Trainer, "step", step)
+    code, out = run_main(capsys, "--opt", str(opt), "--resume")
+    assert code == 0, out
+    assert "1 batches into epoch 2" in out
+    assert_same_weights(tmp_path / "exp" / "model_latest.pth", full_run / "model_latest.pth")
+    with (tmp_path / "exp" / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    with (full_run / "metrics.csv").open() as f:
+        full = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
+    assert [r["loss"] for r in rows] == [r["loss"] for r in full]  # epoch 2's mean includes the batch before Ctrl-C
+
+
+def test_non_finite_loss_stops_and_saves_nothing(dataset, tmp_path, capsys, monkeypatch):
+    opt = make_options(dataset, tmp_path / "opt.yml")
+    forward, calls = MultiScaleLoss.forward, []
+
+    def nan_on_third(self, outputs, target):
+        calls.append(1)
+        total, terms = forward(self, outputs, target)
+        return (total * math.nan if len(calls) == 3 else total), terms
+
+    monkeypatch.setattr(MultiScaleLoss, "forward", nan_on_third)
+    code, out = run_main(capsys, "--opt", str(opt))
+    assert code == train.EXIT_NON_FINITE and "Traceback" not in out
+    assert "the loss is nan at epoch 2, iteration 3 (batch 1 of 2)" in out and "model_latest.pth" in out
+    latest = torch.load(tmp_path / "exp" / "model_latest.pth", weights_only=True)
+    assert latest["epoch"] == 1 and all(torch.isfinite(v).all() for v in latest["state_dict"].values())
+    assert sorted(p.name for p in (tmp_path / "exp").glob("*.pth")) == ["model_best.pth", "model_latest.pth"]
+
+
+def test_iteration_schedule_without_workers(dataset, tmp_path, capsys):
+    opt = make_options(dataset, tmp_path / "opt.yml", epochs=2, schedule="iteration", save_every=0)
+    code, out = run_main(capsys, "--opt", str(opt), "--set", "datasets.train.num_workers=0")
+    assert code == 0, out
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-3)
+    scheduler = build_scheduler(optimizer, 2, 1, 1e-6, "iteration", iters_per_epoch=2)
+    rates = []
+    for _ in range(4):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    with (tmp_path / "exp" / "metrics.csv").open() as f:
+        assert [float(r["lr"]) for r in csv.DictReader(f)] == pytest.approx([rates[1], rates[3]], rel=1e-6)
+
+
+def test_existing_checkpoints_need_resume(full_run, capsys):
+    code, out = run_main(capsys, "--opt", str(full_run.parent / "opt.yml"))
+    assert code == train.EXIT_BAD_INPUT
+    assert f"{full_run} already holds checkpoints" in out and "--resume auto" in out and "paths.experiment" in out
+    code, out = run_main(capsys, "--opt", str(full_run.parent / "opt.yml"), "--resume")
+    assert code == 0 and "nothing to do: 4 of 4 epochs are done" in out
+
+
+@pytest.mark.parametrize("setup, expected", [
+    (lambda d, t: ["--set", "train.lrr=1"], r"unknown option 'train\.lrr' in --set train\.lrr=1"),
+    (lambda d, t: ["--set", f"datasets.train.dir={t / 'nowhere'}"], r"datasets\.train: no folder .*nowhere/input"),
+    (lambda d, t: ["--set", f"datasets.val.dir={make_empty(t)}"], r"datasets\.val: no images in .*empty/input"),
+    (lambda d, t: ["--set", f"datasets.val.dir={make_unpaired(d, t)}"], r"stems only in input: img0.*pairing: order"),
+    (lambda d, t: ["--resume", str(t / "missing.pth")], r"--resume .*missing\.pth: no such checkpoint file"),
+    (lambda d, t: ["--resume", str(make_foreign(t))], r"cannot be resumed: it lacks optimizer, scheduler"),
+    (lambda d, t: ["--device", "tpu"], r"error: "),
+])
+def test_bad_input_exits_2_with_one_message(dataset, tmp_path, capsys, setup, expected):
+    opt = make_options(dataset, tmp_path / "opt.yml")
+    code, out = run_main(capsys, "--opt", str(opt), *setup(dataset, tmp_path))
+    assert code == train.EXIT_BAD_INPUT, out
+    assert re.search(expected, out), out
+    assert "Traceback" not in out and out.count("error: ") == 1
+
+
+def test_bad_yaml_exits_2(tmp_path, capsys):
+    path = tmp_path / "bad.yml"
+    path.write_text("train: [1\n")
+    code, out = run_main(capsys, "--opt", str(path))
+    assert code == train.EXIT_BAD_INPUT and f"error: {path}: line" in out and "Traceback" not in out
+
+
+def make_empty(tmp_path: Path) -> Path:
+    for side in ("input", "target"):
+        (tmp_path / "empty" / side).mkdir(parents=True)
+    return tmp_path / "empty"
+
+
+def make_unpaired(dataset: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "unpaired"
+    for side in ("input", "target"):
+        (root / side).mkdir(parents=True)
+        for src in (dataset / "test" / side).iterdir():
+            (root / side / (src.name if side == "input" else "x" + src.name)).write_bytes(src.read_bytes())
+    return root
+
+
+def make_foreign(tmp_path: Path) -> Path:
+    path = tmp_path / "released.pth"
+    torch.save({"epoch": 3, "state_dict": build_model(TINY_NET).state_dict()}, path)
+    return path
+
+
+def test_ddp_two_processes_on_cpu(dataset, tmp_path):
+    opt = make_options(dataset, tmp_path / "opt.yml", epochs=2, save_every=0)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable}
+    result = subprocess.run(["bash", str(REPO_ROOT / "train.sh"), str(opt), "--gpus", "2", "--device", "cpu"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "train.sh: 2 processes with torchrun" in out and "effective batch size 2" in out
+    exp = tmp_path / "exp"
+    assert sorted(p.name for p in exp.iterdir()) == ["metrics.csv", "model_best.pth", "model_latest.pth",
+                                                     "options.yml"]
+    latest = torch.load(exp / "model_latest.pth", weights_only=True)
+    assert (latest["epoch"], latest["iteration"]) == (2, 2)  # 2 pairs over 2 processes: 1 iteration per epoch
+    load_weights(build_model(TINY_NET), exp / "model_latest.pth")
+    with (exp / "metrics.csv").open() as f:
+        assert [r["iterations"] for r in csv.DictReader(f)] == ["1", "2"]
