@@ -1,0 +1,299 @@
+"""Derain a folder of images (or one image) with a NeRD-Rain checkpoint, as the authors' test.py does.
+
+python test.py --input_dir DIR|FILE --output_dir DIR --weights FILE [--win_size 256] [--gpus 0]
+               [--target_dir DIR [--protocol A|B|<dataset>]] [--opt YAML] [--device auto|cpu|cuda]
+               [--save_comparison] [--amp] [--overwrite] [--batch_windows N]
+
+Each image is restored window by window (utils/tiling.py) and written as <stem>.png in 8-bit RGB.
+Exit codes: 0 done, 1 some images could not be restored or scoring failed, 2 bad arguments or files.
+"""
+import argparse
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+from skimage import img_as_ubyte
+from torch import nn
+from tqdm import tqdm
+
+from evaluations.evaluate import evaluate_folders, format_table
+from evaluations.metrics import resolve_protocol
+from utils.checkpoint import describe, model_from_checkpoint, network_options
+from utils.device import prepare_model, resolve_device
+from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, list_images, read_rgb8, write_png_atomic
+from utils.tiling import check_batch_windows, check_window, tiled_forward
+
+
+class UsageError(Exception):
+    """A bad argument or file, found before any image is processed (exit code 2)."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The authors' options plus ours."""
+    parser = argparse.ArgumentParser(prog="python test.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--input_dir", "--input", dest="input", required=True, type=Path,
+                        help="folder of rainy images (or DIR/input, the authors' layout), or one image file")
+    parser.add_argument("--output_dir", default=Path("results"), type=Path,
+                        help="where <stem>.png results go (default: results); never the input folder")
+    parser.add_argument("--weights", required=True, type=Path, help="checkpoint (.pth), the authors' or ours")
+    parser.add_argument("--win_size", default=256, type=int, help="window size, a multiple of 16 (default 256)")
+    parser.add_argument("--gpus", help="sets CUDA_VISIBLE_DEVICES, e.g. 0 or 1,2")
+    parser.add_argument("--target_dir", type=Path, help="clean images with the same stems: also score PSNR/SSIM")
+    parser.add_argument("--protocol", default="A",
+                        help="scoring protocol: A, B, or a dataset name (Rain200L/H, Rain100L/H, SPA-Data: A; "
+                             "DID-Data, DDN-Data: B); default A")
+    parser.add_argument("--opt", type=Path, help="options YAML whose 'network' section builds the network "
+                                                 "(default: inferred from the checkpoint)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--save_comparison", action="store_true",
+                        help="also write input | output | target side by side to OUTPUT_DIR/comparison/")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast (faster on GPUs; not bit-exact)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing results (default: skip them)")
+    parser.add_argument("--batch_windows", type=int, default=8,
+                        help="windows per network call, at least 2 (default 8; 0: all windows of an image "
+                             "at once, as the authors do); bounds memory, same results on the CPU")
+    return parser.parse_args(argv)
+
+
+def input_images(path: Path) -> tuple[Path, list[Path]]:
+    """The folder the inputs live in and the image files: one file, a folder, or the folder's input/."""
+    if path.is_file():
+        return path.parent, [path]
+    if not path.is_dir():
+        raise UsageError(f"input not found: {path} (give --input_dir a folder of images or one image file)")
+    files = list_images(path)
+    if not files and (path / "input").is_dir():
+        path, files = path / "input", list_images(path / "input")
+    if not files:
+        raise UsageError(f"no images in {path} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    stems = Counter(f.stem for f in files)
+    if clash := sorted(s for s, n in stems.items() if n > 1):
+        raise UsageError(f"inputs in {path} share stems, so their <stem>.png results would collide: "
+                         f"{', '.join(clash[:5])}; rename or move one of each")
+    return path, files
+
+
+def check_output_dir(output_dir: Path, input_dir: Path) -> None:
+    """Refuses the input folder itself and anything that is not a folder."""
+    if output_dir.resolve() == input_dir.resolve():
+        raise UsageError(f"--output_dir {output_dir} is the input folder; results never go there, "
+                         "choose another folder")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UsageError(f"--output_dir {output_dir} is a file, not a folder")
+
+
+def make_output_dir(output_dir: Path) -> None:
+    """Creates the output folder (and its parents)."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"cannot create --output_dir {output_dir}: {err.strerror or err}") from None
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """The checks that need no file I/O."""
+    checks = (("--win_size", check_window, args.win_size),
+              ("--batch_windows", check_batch_windows, args.batch_windows or None),
+              ("--protocol", resolve_protocol, args.protocol))
+    for flag, check, value in checks:
+        try:
+            check(value)
+        except ValueError as err:
+            raise UsageError(f"{flag}: {err}") from None
+    if args.target_dir is not None and not args.target_dir.is_dir():
+        raise UsageError(f"--target_dir {args.target_dir}: no such folder")
+
+
+def select_device(name: str, gpus: str | None, amp: bool) -> torch.device:
+    """Applies --gpus (CUDA_VISIBLE_DEVICES) before CUDA starts, then resolves --device.
+
+    On CUDA without --amp, TF32 is turned off: its convolutions land ~1e-4 off fp32 (and the golden output).
+    """
+    if gpus is not None:
+        if torch.cuda.is_initialized():
+            print("note: CUDA was already initialised, --gpus has no effect", file=sys.stderr)
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+    try:
+        device = resolve_device(name)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    if device.type == "cuda" and not amp:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    return device
+
+
+def load_network(weights: Path, opt: Path | None, device: torch.device) -> nn.Module:
+    """Builds the network once (from --opt or inferred from the checkpoint), loads it, eval mode."""
+    options = None
+    if opt is not None:
+        from utils.options import load_options  # imports the training stack; only needed with --opt
+        try:
+            options = load_options(opt)["network"]
+        except ValueError as err:
+            raise UsageError(f"--opt: {err}") from None
+    try:
+        model = model_from_checkpoint(weights, options)
+    except FileNotFoundError as err:
+        raise UsageError(f"{err}; pass --weights path/to/model_best.pth") from None
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    return prepare_model(model.eval(), device)
+
+
+def device_name(device: torch.device) -> str:
+    """'cuda:0 (NVIDIA H100 ...)' or 'cpu (16 threads)'."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def to_tensor(rgb8: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1], as torchvision's to_tensor."""
+    return torch.from_numpy(rgb8).permute(2, 0, 1).unsqueeze(0).float().div(255)
+
+
+def to_rgb8(image: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) in [0, 1] -> (H, W, 3) uint8 with skimage's img_as_ubyte, as the authors do."""
+    return img_as_ubyte(image[0].permute(1, 2, 0).cpu().numpy())
+
+
+class Run:
+    """One pass over the inputs: restores, writes, and keeps the counts for the summary."""
+
+    def __init__(self, model: nn.Module, args: argparse.Namespace):
+        self.model, self.args = model, args
+        self.targets = ({p.stem: p for p in list_images(args.target_dir)}
+                        if args.save_comparison and args.target_dir else {})
+        self.written: list[Path] = []
+        self.skipped: list[Path] = []
+        self.failed: list[str] = []
+        self.notes: list[str] = []
+        self.conversions: Counter[str] = Counter()
+        self.seconds = 0.0
+
+    def process(self, path: Path) -> None:
+        """Restores one image unless its result exists (and no --overwrite) or it cannot be read."""
+        out_path = self.args.output_dir / f"{path.stem}.png"
+        if out_path.exists() and not self.args.overwrite:
+            self.skipped.append(out_path)
+            return
+        start = time.perf_counter()
+        try:
+            rgb, note = read_rgb8(path)
+            restored = tiled_forward(self.model, to_tensor(rgb), self.args.win_size,
+                                     self.args.batch_windows or None, self.args.amp)
+        except ImageReadError as err:
+            self.failed.append(str(err))
+            return
+        except torch.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            self.failed.append(f"{path}: out of memory (try a smaller --batch_windows, or --amp)")
+            return
+        if note:
+            self.conversions[note] += 1
+        result = to_rgb8(restored)
+        try:
+            write_png_atomic(out_path, result, overwrite=self.args.overwrite)
+        except FileExistsError:  # appeared since the check above: still never replaced
+            self.skipped.append(out_path)
+            return
+        self.seconds += time.perf_counter() - start
+        self.written.append(out_path)
+        if self.args.save_comparison:
+            self.write_comparison(path.stem, rgb, result)
+
+    def write_comparison(self, stem: str, rgb: np.ndarray, result: np.ndarray) -> None:
+        """input | output [| target] side by side, in OUTPUT_DIR/comparison/<stem>.png."""
+        target = self.comparison_target(stem, rgb.shape)
+        panels = [rgb, result] if target is None else [rgb, result, target]
+        folder = self.args.output_dir / "comparison"
+        folder.mkdir(exist_ok=True)
+        try:
+            write_png_atomic(folder / f"{stem}.png", np.concatenate(panels, axis=1), overwrite=self.args.overwrite)
+        except FileExistsError as err:
+            self.notes.append(f"comparison not written: {err}")
+
+    def comparison_target(self, stem: str, shape: tuple[int, ...]) -> np.ndarray | None:
+        """The target with this stem, if there is one that reads and has the input's size."""
+        path = self.targets.get(stem)
+        if path is None:
+            return None
+        try:
+            target, _ = read_rgb8(path)
+        except ImageReadError as err:
+            self.notes.append(f"comparison {stem}.png without target: {err}")
+            return None
+        if target.shape != shape:
+            self.notes.append(f"comparison {stem}.png without target: {path.name} is {target.shape[1]}x"
+                              f"{target.shape[0]}, the input {shape[1]}x{shape[0]}")
+            return None
+        return target
+
+    def report(self, device: torch.device) -> str:
+        """Conversions, skipped files, notes, and the summary line."""
+        lines = []
+        if self.conversions:
+            kinds = ", ".join(f"{n} {kind}" for kind, n in self.conversions.items())
+            lines.append(f"converted to 8-bit RGB: {sum(self.conversions.values())} file(s) ({kinds})")
+        if self.skipped:
+            names = ", ".join(p.name for p in self.skipped[:5]) + (" ..." if len(self.skipped) > 5 else "")
+            lines.append(f"skipped {len(self.skipped)} existing result(s), not replaced (use --overwrite): {names}")
+        lines += self.notes
+        if self.failed:
+            lines.append(f"could not restore {len(self.failed)} file(s), skipped:")
+            lines += [f"  {failure}" for failure in self.failed]
+        per_image = f"{self.seconds / len(self.written):.2f} s per image" if self.written else "no image restored"
+        lines.append(f"{len(self.written)} image(s) written to {self.args.output_dir}, {len(self.skipped)} skipped, "
+                     f"{len(self.failed)} failed; {per_image} on {device_name(device)}")
+        return "\n".join(lines)
+
+
+def score(args: argparse.Namespace) -> bool:
+    """Prints the PSNR/SSIM table of OUTPUT_DIR against --target_dir; False if scoring failed."""
+    try:
+        report = evaluate_folders(args.output_dir, args.target_dir, args.protocol)
+    except (ValueError, OSError) as err:
+        print(f"scoring failed: {err}", file=sys.stderr)
+        return False
+    print(format_table(report))
+    return True
+
+
+def setup(args: argparse.Namespace) -> tuple[list[Path], torch.device, nn.Module]:
+    """All checks that can fail before any image is processed, then the network."""
+    check_arguments(args)
+    input_dir, files = input_images(args.input)
+    check_output_dir(args.output_dir, input_dir)
+    device = select_device(args.device, args.gpus, args.amp)
+    model = load_network(args.weights, args.opt, device)
+    make_output_dir(args.output_dir)
+    return files, device, model
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code."""
+    try:
+        args = parse_args(argv)
+    except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
+        return int(exit_.code or 0)
+    try:
+        files, device, model = setup(args)
+    except UsageError as err:
+        print(f"test.py: error: {err}", file=sys.stderr)
+        return 2
+    print(f"{describe(network_options(model))}, windows of {args.win_size}, on {device_name(device)}")
+    run = Run(model, args)
+    for path in tqdm(files, desc="deraining", unit="img"):
+        run.process(path)
+    print(run.report(device))
+    scored = score(args) if args.target_dir and (run.written or run.skipped) else True
+    return 0 if scored and not run.failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""test.py, the deraining command line: outputs, odd and broken inputs, no overwriting, scoring, errors."""
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from models import build_model
+from utils.checkpoint import model_from_checkpoint, save_checkpoint
+from utils.image_io import read_rgb8, write_png_atomic
+from utils.tiling import tiled_forward
+
+REPO = Path(__file__).resolve().parents[1]
+# loaded by path: `import test` could find the standard library's test package
+_spec = importlib.util.spec_from_file_location("derain_cli", REPO / "test.py")
+cli = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cli)
+TINY = {"type": "NeRDRain", "dim": 8, "num_blocks": [1, 1, 1], "heads": [1, 1, 2]}
+RNG = np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
+    save_checkpoint(path, build_model(TINY), epoch=1)
+    return path
+
+
+def rgb(height: int, width: int) -> np.ndarray:
+    return RNG.integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def make_inputs(folder: Path, sizes: dict[str, tuple[int, int]]) -> dict[str, np.ndarray]:
+    folder.mkdir(parents=True, exist_ok=True)
+    images = {name: rgb(*size) for name, size in sizes.items()}
+    for name, image in images.items():
+        write_png_atomic(folder / f"{name}.png", image)
+    return images
+
+
+def run(tmp_path: Path, weights: Path, *extra: str, inputs: Path | None = None) -> int:
+    args = ["--input_dir", str(inputs or tmp_path / "in"), "--output_dir", str(tmp_path / "out"),
+            "--weights", str(weights), "--win_size", "32", "--device", "cpu", *extra]
+    return cli.main(args)
+
+
+def expected_png(weights: Path, image: np.ndarray) -> np.ndarray:
+    model = model_from_checkpoint(weights).eval()
+    return cli.to_rgb8(tiled_forward(model, cli.to_tensor(image), 32))
+
+
+def test_restores_every_image_as_png_named_after_it(tmp_path, weights, capsys):
+    images = make_inputs(tmp_path / "in", {"a": (40, 50), "b": (32, 32)})
+    cv2.imwrite(str(tmp_path / "in" / "c.jpg"), rgb(20, 36))
+    assert run(tmp_path, weights) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
+    out, note = read_rgb8(tmp_path / "out" / "a.png")
+    assert note is None and np.array_equal(out, expected_png(weights, images["a"]))
+    printed = capsys.readouterr().out
+    assert "3 image(s) written" in printed and "s per image on cpu" in printed
+
+
+def test_chunking_gives_identical_pngs(tmp_path, weights):
+    make_inputs(tmp_path / "in", {"a": (48, 80), "b": (20, 40)})  # 6 and 2 windows of 32
+    results = {}
+    for batch_windows in ("0", "2", "5"):
+        out = tmp_path / f"out{batch_windows}"
+        assert cli.main(["--input", str(tmp_path / "in"), "--output_dir", str(out), "--weights", str(weights),
+                         "--win_size", "32", "--device", "cpu", "--batch_windows", batch_windows]) == 0
+        results[batch_windows] = {p.name: read_rgb8(p)[0] for p in sorted(out.iterdir())}
+    for batch_windows, images in results.items():
+        assert images.keys() == results["0"].keys()
+        assert all(np.array_equal(images[n], results["0"][n]) for n in images), batch_windows
+
+
+def test_tiny_and_thin_images_keep_their_size(tmp_path, weights):
+    sizes = {"tiny": (10, 7), "row": (1, 40), "column": (40, 1), "dot": (1, 1)}
+    make_inputs(tmp_path / "in", sizes)
+    assert run(tmp_path, weights) == 0
+    for name, (height, width) in sizes.items():
+        assert read_rgb8(tmp_path / "out" / f"{name}.png")[0].shape == (height, width, 3)
+
+
+def test_broken_files_are_reported_and_the_rest_is_written(tmp_path, weights, capsys):
+    make_inputs(tmp_path / "in", {"good": (40, 40)})
+    ok, data = cv2.imencode(".png", rgb(40, 40))
+    (tmp_path / "in" / "truncated.png").write_bytes(data.tobytes()[: len(data) // 2])
+    (tmp_path / "in" / "empty.png").write_bytes(b"")
+    (tmp_path / "in" / "notes.png").write_text("not an image")
+    assert run(tmp_path, weights) == 1
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["good.png"]
+    printed = capsys.readouterr()
+    assert "could not restore 3 file(s)" in printed.out
+    for name in ("truncated.png", "empty.png", "notes.png"):
+        assert name in printed.out
+    assert "Traceback" not in printed.err
+
+
+def test_existing_results_are_never_replaced_without_overwrite(tmp_path, weights, capsys):
+    make_inputs(tmp_path / "in", {"a": (32, 32), "b": (32, 32)})
+    (tmp_path / "out").mkdir()
+    old = rgb(5, 5)
+    write_png_atomic(tmp_path / "out" / "a.png", old)
+    assert run(tmp_path, weights) == 0
+    assert np.array_equal(read_rgb8(tmp_path / "out" / "a.png")[0], old)
+    assert read_rgb8(tmp_path / "out" / "b.png")[0].shape == (32, 32, 3)
+    printed = capsys.readouterr().out
+    assert "skipped 1 existing result(s)" in printed and "a.png" in printed and "1 skipped" in printed
+    assert run(tmp_path, weights, "--overwrite") == 0
+    assert read_rgb8(tmp_path / "out" / "a.png")[0].shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize("spelling", ["same", "dot", "link"])
+def test_refuses_to_write_into_the_input_folder(tmp_path, weights, capsys, spelling):
+    make_inputs(tmp_path / "in", {"a": (32, 32)})
+    output = {"same": tmp_path / "in", "dot": tmp_path / "in" / ".", "link": tmp_path / "link"}[spelling]
+    if spelling == "link":
+        output.symlink_to(tmp_path / "in")
+    code = cli.main(["--input_dir", str(tmp_path / "in"), "--output_dir", str(output), "--weights", str(weights),
+                     "--win_size", "32", "--device", "cpu"])
+    assert code == 2
+    assert "is the input folder" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "in").iterdir()] == ["a.png"]
+
+
+def test_single_file_input(tmp_path, weights):
+    images = make_inputs(tmp_path / "in", {"a": (40, 40), "b": (40, 40)})
+    assert run(tmp_path, weights, "--input", str(tmp_path / "in" / "b.png")) == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["b.png"]
+    assert np.array_equal(read_rgb8(tmp_path / "out" / "b.png")[0], expected_png(weights, images["b"]))
+
+
+def test_authors_layout_with_an_input_subfolder(tmp_path, weights):
+    make_inputs(tmp_path / "Rain200L" / "input", {"a": (40, 40)})
+    assert run(tmp_path, weights, inputs=tmp_path / "Rain200L") == 0
+    assert (tmp_path / "out" / "a.png").is_file()
+
+
+def test_target_dir_scores_and_prints_the_table(tmp_path, weights, capsys):
+    make_inputs(tmp_path / "in", {"a": (32, 32), "b": (20, 40)})
+    assert run(tmp_path, weights, "--target_dir", str(tmp_path / "in"), "--protocol", "Rain200L") == 0
+    printed = capsys.readouterr().out
+    assert "(protocol A)" in printed and "mean (2 images)" in printed
+    assert "a.png" in printed.split("(protocol A)")[1]
+
+
+def test_target_dir_with_shared_samples(tmp_path, weights, shared_dir, capsys):
+    pairs = shared_dir / "samples" / "rain200l" / "test"
+    for side in ("input", "target"):  # crops keep the test fast
+        for path in sorted((pairs / side).iterdir()):
+            (tmp_path / side).mkdir(exist_ok=True)
+            write_png_atomic(tmp_path / side / path.name, read_rgb8(path)[0][:48, :64].copy())
+    assert run(tmp_path, weights, "--target_dir", str(tmp_path / "target"), inputs=tmp_path / "input") == 0
+    assert "mean (2 images)" in capsys.readouterr().out
+
+
+def test_scoring_failure_is_reported_with_exit_1(tmp_path, weights, capsys):
+    make_inputs(tmp_path / "in", {"a": (32, 32)})
+    make_inputs(tmp_path / "targets", {"other": (40, 40)})
+    assert run(tmp_path, weights, "--target_dir", str(tmp_path / "targets")) == 1
+    assert "scoring failed" in capsys.readouterr().err
+    assert (tmp_path / "out" / "a.png").is_file()
+
+
+def test_save_comparison(tmp_path, weights):
+    make_inputs(tmp_path / "in", {"a": (32, 40), "b": (24, 30)})
+    make_inputs(tmp_path / "targets", {"a": (32, 40)})
+    assert run(tmp_path, weights, "--save_comparison", "--target_dir", str(tmp_path / "targets")) == 1  # no b target
+    side_by_side = read_rgb8(tmp_path / "out" / "comparison" / "a.png")[0]
+    assert side_by_side.shape == (32, 120, 3)
+    assert np.array_equal(side_by_side[:, :40], read_rgb8(tmp_path / "in" / "a.png")[0])
+    assert np.array_equal(side_by_side[:, 40:80], read_rgb8(tmp_path / "out" / "a.png")[0])
+    assert np.array_equal(side_by_side[:, 80:], read_rgb8(tmp_path / "targets" / "a.png")[0])
+    assert read_rgb8(tmp_path / "out" / "comparison" / "b.png")[0].shape == (24, 60, 3)  # input | output
+
+
+def test_odd_formats_become_rgb_of_the_same_size(tmp_path, weights, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "gray.png"), RNG.integers(0, 256, (30, 20), dtype=np.uint8))
+    cv2.imwrite(str(folder / "rgba.png"), RNG.integers(0, 256, (21, 33, 4), dtype=np.uint8))
+    cv2.imwrite(str(folder / "deep.png"), RNG.integers(0, 65536, (40, 35, 3), dtype=np.uint16))
+    cv2.imwrite(str(folder / "photo.jpg"), rgb(33, 40))
+    assert run(tmp_path, weights) == 0
+    for name, shape in (("gray", (30, 20, 3)), ("rgba", (21, 33, 3)), ("deep", (40, 35, 3)), ("photo", (33, 40, 3))):
+        out, note = read_rgb8(tmp_path / "out" / f"{name}.png")
+        assert note is None and out.shape == shape
+    printed = capsys.readouterr().out
+    assert "converted to 8-bit RGB: 3 file(s)" in printed
+    assert all(kind in printed for kind in ("1 grayscale", "1 alpha dropped", "1 16-bit"))
+
+
+def test_network_options_from_opt(tmp_path, weights, capsys):
+    make_inputs(tmp_path / "in", {"a": (32, 32)})
+    good, bad = tmp_path / "tiny.yml", tmp_path / "wide.yml"
+    good.write_text("network: {type: NeRDRain, dim: 8, num_blocks: [1, 1, 1], heads: [1, 1, 2]}\n")
+    bad.write_text("network: {type: NeRDRain, dim: 16, num_blocks: [1, 1, 1], heads: [1, 1, 2]}\n")
+    assert run(tmp_path, weights, "--opt", str(good)) == 0
+    assert run(tmp_path, weights, "--opt", str(bad), "--overwrite") == 2
+    err = capsys.readouterr().err
+    assert "does not fit the network" in err and str(weights) in err
+
+
+def test_out_of_memory_is_reported_per_image(tmp_path, weights, capsys, monkeypatch):
+    make_inputs(tmp_path / "in", {"a": (32, 32)})
+
+    def no_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(cli, "tiled_forward", no_memory)
+    assert run(tmp_path, weights, "--batch_windows", "4") == 1
+    assert "a.png: out of memory (try a smaller --batch_windows" in capsys.readouterr().out
+
+
+def test_gpus_sets_cuda_visible_devices(tmp_path, weights, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # restored after the test
+    make_inputs(tmp_path / "in", {"a": (20, 20)})
+    assert run(tmp_path, weights, "--gpus", "0") == 0
+    assert cli.os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+
+
+def test_amp_and_stem_clash(tmp_path, weights, capsys):
+    make_inputs(tmp_path / "in", {"a": (32, 32)})
+    assert run(tmp_path, weights, "--amp") == 0
+    cv2.imwrite(str(tmp_path / "in" / "a.jpg"), rgb(40, 40))
+    assert run(tmp_path, weights, "--output_dir", str(tmp_path / "out2")) == 2
+    assert "share stems" in capsys.readouterr().err
+
+
+def bad_checkpoint(tmp_path: Path) -> Path:
+    path = tmp_path / "garbage.pth"
+    path.write_text("not a checkpoint")
+    return path
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing weights", "checkpoint not found"),
+    ("unreadable weights", "cannot read checkpoint"),
+    ("missing input", "input not found"),
+    ("empty input", "no images in"),
+    ("window 24", "--win_size"),
+    ("window 0", "--win_size"),
+    ("batch_windows 1", "--batch_windows"),
+    ("bad protocol", "--protocol"),
+    ("missing target_dir", "--target_dir"),
+    ("missing opt", "options file not found"),
+    ("cuda", "no CUDA GPU"),
+    ("no weights", "--weights"),
+])
+def test_bad_input_is_one_clear_message_and_exit_2(tmp_path, weights, capsys, case, expected):
+    if case == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    make_inputs(tmp_path / "in", {"a": (32, 32)})
+    (tmp_path / "empty").mkdir()
+    args = {
+        "missing weights": ["--weights", str(tmp_path / "nope.pth")],
+        "unreadable weights": ["--weights", str(bad_checkpoint(tmp_path))],
+        "missing input": ["--input_dir", str(tmp_path / "nowhere")],
+        "empty input": ["--input_dir", str(tmp_path / "empty")],
+        "window 24": ["--win_size", "24"],
+        "window 0": ["--win_size", "0"],
+        "batch_windows 1": ["--batch_windows", "1"],
+        "bad protocol": ["--target_dir", str(tmp_path / "in"), "--protocol", "Rain999"],
+        "missing target_dir": ["--target_dir", str(tmp_path / "nowhere")],
+        "missing opt": ["--opt", str(tmp_path / "nope.yml")],
+        "cuda": ["--device", "cuda"],
+    }.get(case, [])
+    if case == "no weights":
+        code = cli.main(["--input_dir", str(tmp_path / "in")])
+    else:
+        code = run(tmp_path, weights, *args)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_real_entry_point(tmp_path, weights):
+    make_inputs(tmp_path / "in", {"a": (20, 30)})
+    command = [sys.executable, "test.py", "--input_dir", str(tmp_path / "in"), "--output_dir", str(tmp_path / "out"),
+               "--weights", str(weights), "--win_size", "32", "--device", "cpu"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "a.png").is_file()
+    bad = subprocess.run([*command[:-4], "--win_size", "100"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--win_size" in bad.stderr and "Traceback" not in bad.stderr
