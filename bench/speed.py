@@ -38,7 +38,7 @@ class Row:
 def row_names(args: argparse.Namespace) -> list[str]:
     """The authors-style baseline, the exact path, each chosen fast option, and all together."""
     chosen = [flag for flag in ("channels_last", "amp", "compile") if getattr(args, flag)]
-    combos = [[flag] for flag in chosen] + ([chosen] if len(chosen) > 1 else [])
+    combos = [[flag] for flag in chosen if not args.combined_only] + ([chosen] if len(chosen) > 1 else [])
     return ["authors-style", "exact (default)", *(" + ".join(combo) for combo in combos)]
 
 
@@ -139,6 +139,8 @@ def main() -> None:
     parser.add_argument("--amp", action="store_true", help="bf16 autocast")
     parser.add_argument("--compile", action="store_true", help="torch.compile")
     parser.add_argument("--channels_last", action="store_true")
+    parser.add_argument("--combined_only", action="store_true",
+                        help="time the chosen options together only, not each alone (fewer compiles)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", help="also write the rows here")
