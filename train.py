@@ -51,7 +51,7 @@ from data import DataError, build_dataset
 from evaluations.metrics import rgb_psnr
 from losses import build_loss
 from models import build_model
-from utils.checkpoint import describe, load_weights, read_checkpoint, save_checkpoint
+from utils.checkpoint import describe, load_weights, network_options, read_checkpoint, save_checkpoint
 from utils.device import autocast, prepare_model, resolve_device
 from utils.image_io import atomic_save
 from utils.options import OptionsError, load_options, resolve_path, save_options
@@ -487,7 +487,7 @@ class Trainer:
         """The startup summary: network, data, batch sizes, device, and the rainy inputs' PSNR."""
         data, d = self.opt["datasets"], self.dist
         batch = data["train"]["batch_size"]
-        self.log(f"network: {describe(self.opt['network'])}, {self.num_params / 1e6:.2f} M parameters")
+        self.log(f"network: {describe(network_options(self.net))}, {self.num_params / 1e6:.2f} M parameters")
         self.log(f"train: {len(self.train_set)} pairs in {data['train']['dir']}, patch {data['train']['patch_size']}, "
                  f"{len(self.train_loader)} iterations per epoch; val: {len(self.val_set)} pairs in "
                  f"{data['val']['dir']}, centre crop {data['val']['patch_size']}")

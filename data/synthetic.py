@@ -249,12 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
-        make_pairs(args.out, args.pairs, args.preset, args.clean, args.size, args.seed)
+        made = ensure_pairs(args.out, args.pairs, args.preset, args.clean, args.size, args.seed)
     except ValueError as err:
         print(f"data.synthetic: error: {err}", file=sys.stderr)
         return 2
     source = args.clean if args.clean is not None else "scikit-image photos"
-    print(f"wrote {args.pairs} {args.preset} pairs ({args.size}x{args.size}, from {source}) "
+    print(f"{'wrote' if made else 'kept (already made with these settings)'} {args.pairs} {args.preset} pairs ({args.size}x{args.size}, from {source}) "
           f"to {args.out}/input and {args.out}/target")
     return 0
 
