@@ -253,10 +253,10 @@ class Run:
         return "\n".join(lines)
 
 
-def score(args: argparse.Namespace) -> bool:
-    """Prints the PSNR/SSIM table of OUTPUT_DIR against --target_dir; False if scoring failed."""
+def score(args: argparse.Namespace, results: list[Path]) -> bool:
+    """Prints the PSNR/SSIM table of this run's results against --target_dir; False if scoring failed."""
     try:
-        report = evaluate_folders(args.output_dir, args.target_dir, args.protocol)
+        report = evaluate_folders(args.output_dir, args.target_dir, args.protocol, only={p.stem for p in results})
     except (ValueError, OSError) as err:
         print(f"scoring failed: {err}", file=sys.stderr)
         return False
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in tqdm(files, desc="deraining", unit="img"):
         run.process(path)
     print(run.report(device))
-    scored = score(args) if args.target_dir and (run.written or run.skipped) else True
+    scored = score(args, run.written + run.skipped) if args.target_dir and (run.written or run.skipped) else True
     return 0 if scored and not run.failed else 1
 
 

@@ -44,8 +44,7 @@ def find_pairs(root: str | os.PathLike, pairing: str = "stem") -> list[tuple[Pat
     try:
         return pair_by_stem(inputs, targets)
     except ValueError as err:
-        reason = str(err).split(" (to pair files by sorted order", 1)[0]
-        raise DataError(f"{root}: input and target names differ: {reason}. Rename the files, or pair the "
+        raise DataError(f"{root}: input and target names differ: {err}. Rename the files, or pair the "
                         "sorted listings by position with pairing: order") from None
 
 

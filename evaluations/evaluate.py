@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +28,25 @@ def _images(folder: Path) -> list[Path]:
 
 
 def evaluate_folders(result_dir: str | Path, target_dir: str | Path, protocol: str,
-                     pair_by_order: bool = False, progress: bool = False) -> dict:
+                     pair_by_order: bool = False, progress: bool = False,
+                     only: Collection[str] | None = None) -> dict:
     """Per-image and mean PSNR/SSIM: {"images": [{"name", "psnr", "ssim"}], "mean": {"psnr", "ssim"}, "protocol"}.
 
-    Images are paired by file stem, or by sorted order with pair_by_order; progress shows a tqdm bar.
+    Images are paired by file stem, or by sorted order with pair_by_order; `only` restricts both
+    folders to these stems (e.g. the images of one test.py run); progress shows a tqdm bar.
     Conversions to 8-bit RGB (16-bit, grayscale, alpha) are logged once per kind.
     """
     protocol = resolve_protocol(protocol)
     results, targets = _images(Path(result_dir)), _images(Path(target_dir))
-    pair = _pair_by_order if pair_by_order else pair_by_stem
-    pairs = pair(results, targets, sides=("result_dir", "target_dir"))
+    if only is not None:
+        results, targets = ([p for p in files if p.stem in only] for files in (results, targets))
+    if pair_by_order:
+        pairs = _pair_by_order(results, targets, sides=("result_dir", "target_dir"))
+    else:
+        try:
+            pairs = pair_by_stem(results, targets, sides=("result_dir", "target_dir"))
+        except ValueError as err:
+            raise ValueError(f"{err} (to pair files by sorted order instead: --pair_by_order)") from None
     images, conversions, examples = [], Counter(), {}
     for res_path, tar_path in tqdm(pairs, desc="evaluating", unit="img", disable=not progress):
         (res, res_note), (tar, tar_note) = read_rgb8(res_path), read_rgb8(tar_path)

@@ -159,6 +159,14 @@ def test_target_dir_with_shared_samples(tmp_path, weights, shared_dir, capsys):
     assert "mean (2 images)" in capsys.readouterr().out
 
 
+def test_scores_only_this_runs_images(tmp_path, weights, capsys):
+    make_inputs(tmp_path / "in", {"a": (32, 32)})
+    make_inputs(tmp_path / "targets", {"a": (32, 32), "b": (16, 16)})  # more targets than inputs
+    make_inputs(tmp_path / "out", {"stale": (24, 24)})  # an older result with no target
+    assert run(tmp_path, weights, "--target_dir", str(tmp_path / "targets")) == 0
+    assert "mean (1 images)" in capsys.readouterr().out
+
+
 def test_scoring_failure_is_reported_with_exit_1(tmp_path, weights, capsys):
     make_inputs(tmp_path / "in", {"a": (32, 32)})
     make_inputs(tmp_path / "targets", {"other": (40, 40)})

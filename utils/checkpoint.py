@@ -102,7 +102,8 @@ def _load_state(model: nn.Module, state_dict: StateDict, where: str) -> None:
         except (ValueError, KeyError):
             looks_like = ""
         raise ValueError(f"{where} does not fit the network {describe(network_options(net))}{looks_like}. "
-                         + "; ".join(problems) + ". Build the network with infer_network_options() or --opt.")
+                         + "; ".join(problems) + ". Build the network the checkpoint was trained with "
+                         "(leave out --opt: it is inferred from the file).")
     net.load_state_dict(sd)
 
 

@@ -125,8 +125,7 @@ def pair_by_stem(input_files: Sequence[Path], target_files: Sequence[Path],
     if only_a or only_b:
         missing = [f"stems only in {side}: {_few(names)}"
                    for side, names in zip(sides, (only_a, only_b)) if names]
-        hint = " (to pair files by sorted order instead: --pair_by_order / pair_by_order())"
-        raise ValueError("; ".join(missing) + hint)
+        raise ValueError("; ".join(missing))
     return [(a[s], b[s]) for s in sorted(a)]
 
 
