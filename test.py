@@ -2,7 +2,7 @@
 
 python test.py --input_dir DIR|FILE --output_dir DIR --weights FILE [--win_size 256] [--gpus 0]
                [--target_dir DIR [--protocol A|B|<dataset>]] [--opt YAML] [--device auto|cpu|cuda]
-               [--save_comparison] [--amp] [--overwrite] [--batch_windows N]
+               [--save_comparison] [--amp] [--channels_last] [--compile] [--overwrite] [--batch_windows N]
 
 Each image is restored window by window (utils/tiling.py) and written as <stem>.png in 8-bit RGB.
 Exit codes: 0 done, 1 some images could not be restored or scoring failed, 2 bad arguments or files.
@@ -52,6 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--save_comparison", action="store_true",
                         help="also write input | output | target side by side to OUTPUT_DIR/comparison/")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (faster on GPUs; not bit-exact)")
+    parser.add_argument("--channels_last", action="store_true", help="channels_last memory format (within 1e-6)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network (slow first image)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing results (default: skip them)")
     parser.add_argument("--batch_windows", type=int, default=8,
                         help="windows per network call, at least 2 (default 8; 0: all windows of an image "
@@ -127,7 +129,8 @@ def select_device(name: str, gpus: str | None, amp: bool) -> torch.device:
     return device
 
 
-def load_network(weights: Path, opt: Path | None, device: torch.device) -> nn.Module:
+def load_network(weights: Path, opt: Path | None, device: torch.device, channels_last: bool = False,
+                 compile: bool = False) -> nn.Module:
     """Builds the network once (from --opt or inferred from the checkpoint), loads it, eval mode."""
     options = None
     if opt is not None:
@@ -142,7 +145,7 @@ def load_network(weights: Path, opt: Path | None, device: torch.device) -> nn.Mo
         raise UsageError(f"{err}; pass --weights path/to/model_best.pth") from None
     except ValueError as err:
         raise UsageError(str(err)) from None
-    return prepare_model(model.eval(), device)
+    return prepare_model(model.eval(), device, channels_last, compile)
 
 
 def device_name(device: torch.device) -> str:
@@ -270,7 +273,7 @@ def setup(args: argparse.Namespace) -> tuple[list[Path], torch.device, nn.Module
     input_dir, files = input_images(args.input)
     check_output_dir(args.output_dir, input_dir)
     device = select_device(args.device, args.gpus, args.amp)
-    model = load_network(args.weights, args.opt, device)
+    model = load_network(args.weights, args.opt, device, args.channels_last, args.compile)
     make_output_dir(args.output_dir)
     return files, device, model
 

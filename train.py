@@ -1,7 +1,7 @@
 """Train NeRD-Rain as the authors do (NERD_RAIN_SPEC.md, "Training as the authors run it").
 
     python train.py --opt options/rain200l.yml [--set train.lr=2e-4 ...] [--resume [auto|PATH]]
-                    [--device auto|cpu|cuda] [--amp] [--compile]
+                    [--device auto|cpu|cuda] [--amp] [--compile] [--channels_last]
     bash train.sh options/rain200h.yml [--gpus N] [...]   # several GPUs: torchrun + DistributedDataParallel
 
 Writes into `paths.experiment`: options.yml (the resolved options), metrics.csv, model_latest.pth
@@ -111,6 +111,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     p.add_argument("--amp", action="store_true", help="bf16 autocast (sets train.amp)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (sets train.compile)")
+    p.add_argument("--channels_last", action="store_true",
+                   help="channels_last memory format (sets train.channels_last)")
     return p.parse_args(argv)
 
 
@@ -255,7 +257,7 @@ class Trainer:
         except ValueError as err:
             raise InputError(f"network options: {err}") from None
         self.num_params = sum(p.numel() for p in network.parameters())
-        self.net = prepare_model(network, device, compile=self.cfg["compile"])
+        self.net = prepare_model(network, device, self.cfg["channels_last"], self.cfg["compile"])
         self.model: nn.Module = self.net
         if dist.world > 1:
             # static_graph: the same parameters go unused every step (reduce_chan_level1_max3, as the authors')
@@ -524,7 +526,8 @@ def setup_device(name: str, dist: Dist) -> torch.device:
 
 def run(args: argparse.Namespace, dist: Dist) -> None:
     overrides = [*args.overrides, *(["train.amp=true"] if args.amp else []),
-                 *(["train.compile=true"] if args.compile else [])]
+                 *(["train.compile=true"] if args.compile else []),
+                 *(["train.channels_last=true"] if args.channels_last else [])]
     opt = load_options(args.opt, overrides)
     exp_dir = resolve_path(opt["paths"]["experiment"])
     checkpoint = resume_path(args.resume, exp_dir)

@@ -194,6 +194,18 @@ def test_iteration_schedule_without_workers(dataset, tmp_path, capsys):
         assert [float(r["lr"]) for r in csv.DictReader(f)] == pytest.approx([rates[1], rates[3]], rel=1e-6)
 
 
+def test_fast_options_train_on_cpu(full_run, dataset, tmp_path, capsys):
+    """--channels_last and --amp (bf16 autocast, as on a GPU) train, and land near the exact run."""
+    opt = make_options(dataset, tmp_path / "opt.yml", epochs=2, save_every=0)
+    code, out = run_main(capsys, "--opt", str(opt), "--channels_last", "--amp", "--set",
+                         "datasets.train.num_workers=0")
+    assert code == 0, out
+    with (tmp_path / "exp" / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and all(math.isfinite(float(r["loss"])) for r in rows)
+    assert load_options(tmp_path / "exp" / "options.yml")["train"]["channels_last"] is True
+
+
 def test_existing_checkpoints_need_resume(full_run, capsys):
     code, out = run_main(capsys, "--opt", str(full_run.parent / "opt.yml"))
     assert code == train.EXIT_BAD_INPUT
