@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision.transforms.functional as TF
 from skimage import img_as_ubyte
 from torch import nn
 from tqdm import tqdm
@@ -156,8 +157,8 @@ def device_name(device: torch.device) -> str:
 
 
 def to_tensor(rgb8: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1], as torchvision's to_tensor."""
-    return torch.from_numpy(rgb8).permute(2, 0, 1).unsqueeze(0).float().div(255)
+    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1], with torchvision's to_tensor as the authors."""
+    return TF.to_tensor(rgb8).unsqueeze(0)
 
 
 def to_rgb8(image: torch.Tensor) -> np.ndarray:

@@ -9,7 +9,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torch.utils.data import Dataset
 
-from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, list_images, pair_by_order, pair_by_stem, read_rgb8
+from utils.image_io import ImageReadError, pair_by_order, pair_by_stem, read_rgb8, require_images
 
 from .augment import center_crop, train_augment
 
@@ -24,10 +24,10 @@ class DataError(ValueError):
 def _images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise DataError(f"no folder {folder}: a paired dataset folder holds input/ (rainy) and target/ (clean)")
-    files = list_images(folder)
-    if not files:
-        raise DataError(f"no images in {folder} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
-    return files
+    try:
+        return require_images(folder)
+    except ValueError as err:
+        raise DataError(str(err)) from None
 
 
 def find_pairs(root: str | os.PathLike, pairing: str = "stem") -> list[tuple[Path, Path]]:

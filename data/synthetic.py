@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 import skimage.data
 
-from utils.image_io import IMAGE_EXTENSIONS, list_images, read_rgb8, write_png_atomic
+from utils.image_io import read_rgb8, require_images, write_png_atomic
 
 # Colour photographs bundled with scikit-image (no download needed).
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle")
@@ -166,12 +166,9 @@ def skimage_clean_crops(n: int, size: int, rng: np.random.Generator) -> list[np.
 def _clean_images(clean_dir: str | Path) -> list[Path]:
     """Image files directly inside ``clean_dir``; ValueError naming the dir if there are none."""
     try:
-        files = list_images(clean_dir)
+        return require_images(clean_dir)
     except FileNotFoundError:
         raise ValueError(f"clean image folder not found: {clean_dir}") from None
-    if not files:
-        raise ValueError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {clean_dir}")
-    return files
 
 
 def _settings(pairs: int, preset: str, clean_dir: str | Path | None, size: int, seed: int) -> dict:

@@ -15,16 +15,9 @@ from tqdm import tqdm
 
 from evaluations.metrics import psnr_ssim, resolve_protocol
 # aliased: evaluate_folders' pair_by_order parameter shadows the name
-from utils.image_io import atomic_save, list_images, pair_by_order as _pair_by_order, pair_by_stem, read_rgb8
+from utils.image_io import atomic_save, pair_by_order as _pair_by_order, pair_by_stem, read_rgb8, require_images
 
 log = logging.getLogger(__name__)
-
-
-def _images(folder: Path) -> list[Path]:
-    files = list_images(folder)
-    if not files:
-        raise ValueError(f"no images in {folder}")
-    return files
 
 
 def evaluate_folders(result_dir: str | Path, target_dir: str | Path, protocol: str,
@@ -37,7 +30,7 @@ def evaluate_folders(result_dir: str | Path, target_dir: str | Path, protocol: s
     Conversions to 8-bit RGB (16-bit, grayscale, alpha) are logged once per kind.
     """
     protocol = resolve_protocol(protocol)
-    results, targets = _images(Path(result_dir)), _images(Path(target_dir))
+    results, targets = require_images(result_dir), require_images(target_dir)
     if only is not None:
         results, targets = ([p for p in files if p.stem in only] for files in (results, targets))
     if pair_by_order:

@@ -100,6 +100,14 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     )
 
 
+def require_images(folder: str | os.PathLike) -> list[Path]:
+    """list_images(folder), or FileNotFoundError/ValueError naming the folder when it holds none."""
+    files = list_images(folder)
+    if not files:
+        raise ValueError(f"no images in {folder} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    return files
+
+
 def _by_stem(files: Sequence[Path], side: str) -> dict[str, Path]:
     by_stem: dict[str, Path] = {}
     for f in files:
