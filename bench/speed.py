@@ -5,6 +5,10 @@ Rows: the authors' way of computing (bench/authors_style.py), our exact default 
 option given, and all of them together. Steps are interleaved across rows after a warm-up, and
 each row reports the median time, throughput, peak memory and the max abs difference of its
 output 0 from the exact path's (same weights, same input).
+
+The authors-style row runs in a process of its own with the C library's default allocator, as the
+authors' scripts do. Our rows run in this process; for --what infer on the CPU it keeps freed memory
+for reuse, as test.py does (`utils.device.reuse_freed_cpu_memory`).
 """
 import argparse
 import copy
@@ -12,6 +16,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +29,9 @@ from bench.authors_style import authors_style
 from losses import MultiScaleLoss
 from models import build_model
 from utils.checkpoint import infer_network_options, load_weights, read_checkpoint
-from utils.device import autocast, resolve_device
+from utils.device import autocast, resolve_device, reuse_freed_cpu_memory
+
+AUTHORS = "authors-style"
 
 
 @dataclass
@@ -39,12 +46,12 @@ def row_names(args: argparse.Namespace) -> list[str]:
     """The authors-style baseline, the exact path, each chosen fast option, and all together."""
     chosen = [flag for flag in ("channels_last", "amp", "compile") if getattr(args, flag)]
     combos = [[flag] for flag in chosen if not args.combined_only] + ([chosen] if len(chosen) > 1 else [])
-    return ["authors-style", "exact (default)", *(" + ".join(combo) for combo in combos)]
+    return [AUTHORS, "exact (default)", *(" + ".join(combo) for combo in combos)]
 
 
 def make_row(name: str, model: nn.Module) -> Row:
     """The row `name` on a copy of `model` (the exact row uses `model` itself)."""
-    if name == "authors-style":
+    if name == AUTHORS:
         return Row(name, authors_style(model))
     if name == "exact (default)":
         return Row(name, model)
@@ -82,6 +89,51 @@ def make_step(row: Row, what: str, x: torch.Tensor, target: torch.Tensor, device
     return step
 
 
+class RemoteRow:
+    """A row served by a child process (`--_serve ROW`): step() and output0() over a pipe."""
+
+    def __init__(self, name: str):
+        self.name = name
+        cmd = [sys.executable, "-m", "bench.speed", *sys.argv[1:], "--_serve", name]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ask(self, request: str) -> str:
+        self.proc.stdin.write(request + "\n")
+        self.proc.stdin.flush()
+        status, _, answer = self.proc.stdout.readline().strip().partition(" ")
+        if status != "ok":
+            raise RuntimeError(f"the {self.name} process failed on {request!r} (its error is above)")
+        return answer
+
+    def step(self) -> None:
+        self.ask("step")
+
+    def output0(self) -> torch.Tensor:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "out.pt"
+            self.ask(f"output {path}")
+            return torch.load(path)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def serve(row: Row, step: Callable[[], None], x: torch.Tensor, device: torch.device) -> None:
+    """The child side of RemoteRow: answers 'step', 'peak' and 'output PATH' lines until EOF."""
+    for line in sys.stdin:
+        request, _, arg = line.strip().partition(" ")
+        answer = ""
+        if request == "step":
+            step()
+            sync(device)
+        elif request == "peak":
+            answer = f" {cuda_peak_mb(step, device)}"
+        else:
+            torch.save(output0(row, x, device).cpu(), arg)
+        print("ok" + answer, flush=True)
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -97,17 +149,23 @@ def output0(row: Row, x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return out
 
 
-def peak_memory_mb(row: Row, step: Callable[[], None], device: torch.device, args: argparse.Namespace) -> float:
-    """Peak memory of one step above what was held before it: CUDA allocator stats, or, on the
-    CPU, the RSS high-water mark of a fresh process (the allocator's caches would hide it here)."""
+def cuda_peak_mb(step: Callable[[], None], device: torch.device) -> float:
+    """Peak CUDA memory of one step above what was allocated before it."""
+    sync(device)
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    step()
+    sync(device)
+    return (torch.cuda.max_memory_allocated() - before) / 2**20
+
+
+def peak_memory_mb(name: str, step: Callable[[], None], device: torch.device, remote: RemoteRow) -> float:
+    """Peak memory of one step of row `name` above what was held before it: CUDA allocator stats
+    (in the row's process), or, on the CPU, the RSS high-water mark of a fresh process (allocator
+    caches would hide it in a warm one)."""
     if device.type == "cuda":
-        sync(device)
-        before = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        step()
-        sync(device)
-        return (torch.cuda.max_memory_allocated() - before) / 2**20
-    cmd = [sys.executable, "-m", "bench.speed", *sys.argv[1:], "--_peak_of", row.name]
+        return float(remote.ask("peak")) if name == remote.name else cuda_peak_mb(step, device)
+    cmd = [sys.executable, "-m", "bench.speed", *sys.argv[1:], "--_peak_of", name]
     return float(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.split()[-1])
 
 
@@ -145,6 +203,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", help="also write the rows here")
     parser.add_argument("--_peak_of", help=argparse.SUPPRESS)
+    parser.add_argument("--_serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.size % 16:
         parser.error("--size must be a multiple of 16")
@@ -152,6 +211,8 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(args.batch, 3, args.size, args.size, generator=gen).to(device)
     target = (x * 0.8).clamp(0, 1)
+    if device.type == "cpu" and args.what == "infer" and AUTHORS not in (args._serve, args._peak_of):
+        reuse_freed_cpu_memory()
     model = build(args, device)
     if args._peak_of:  # child process of peak_memory_mb: one step, then the RSS growth
         row = make_row(args._peak_of, model)
@@ -162,15 +223,22 @@ def main() -> None:
         step()
         print((proc_status_kb("VmHWM") - before) / 1024)
         return
+    if args._serve:
+        row = make_row(args._serve, model)
+        serve(row, make_step(row, args.what, x, target, device), x, device)
+        return
 
-    rows = [make_row(name, model) for name in row_names(args)]
-    reference = output0(rows[1], x, device)
-    diffs = {row.name: (output0(row, x, device) - reference).abs().max().item() for row in rows}
-    steps = {row.name: make_step(row, args.what, x, target, device) for row in rows}
+    names = row_names(args)
+    rows = [make_row(name, model) for name in names if name != AUTHORS]
+    remote = RemoteRow(AUTHORS)
+    reference = output0(rows[0], x, device)
+    diffs = {AUTHORS: (remote.output0().to(device) - reference).abs().max().item()}
+    diffs.update({row.name: (output0(row, x, device) - reference).abs().max().item() for row in rows})
+    steps = {AUTHORS: remote.step, **{row.name: make_step(row, args.what, x, target, device) for row in rows}}
     for name, step in steps.items():
         for _ in range(args.warmup):
             step()
-    times: dict[str, list[float]] = {row.name: [] for row in rows}
+    times: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(args.repeats):  # interleaved, so drifts in clock or load hit every row alike
         for name, step in steps.items():
             sync(device)
@@ -178,23 +246,23 @@ def main() -> None:
             step()
             sync(device)
             times[name].append(time.perf_counter() - start)
-    peaks = {row.name: peak_memory_mb(row, steps[row.name], device, args) for row in rows}
+    peaks = {name: peak_memory_mb(name, steps[name], device, remote) for name in names}
+    remote.close()
 
     unit = "window" if args.what == "infer" else "iteration"
-    exact = statistics.median(times[rows[1].name])
+    exact = statistics.median(times["exact (default)"])
     print(f"{args.what}, {args.type if not args.weights else args.weights}, batch {args.batch}, "
           f"{args.size}x{args.size}, {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
           f"torch {torch.__version__}, median of {args.repeats} after {args.warmup} warm-up")
     print(f"| path | ms per {unit} | {unit}s/s | vs exact | peak MB | max abs diff |")
     print("|---|---|---|---|---|---|")
     results = []
-    for row in rows:
-        t = statistics.median(times[row.name])
+    for name in names:
+        t = statistics.median(times[name])
         per = t * 1000 / (args.batch if args.what == "infer" else 1)
-        results.append({"path": row.name, "ms": per, "per_s": 1000 / per, "speedup": exact / t,
-                        "peak_mb": peaks[row.name], "max_abs_diff": diffs[row.name]})
-        print(f"| {row.name} | {per:.1f} | {1000 / per:.2f} | {exact / t:.2f}x | {peaks[row.name]:.0f} | "
-              f"{diffs[row.name]:.2e} |")
+        results.append({"path": name, "ms": per, "per_s": 1000 / per, "speedup": exact / t,
+                        "peak_mb": peaks[name], "max_abs_diff": diffs[name]})
+        print(f"| {name} | {per:.1f} | {1000 / per:.2f} | {exact / t:.2f}x | {peaks[name]:.0f} | {diffs[name]:.2e} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "device": str(device), "torch": torch.__version__, "rows": results}, f,

@@ -78,7 +78,7 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1, x2 = self.dwconv(self.project_in(x)).chunk(2, dim=1)
-        return self.project_out(F.gelu(x1) * x2)
+        return self.project_out(F.gelu(x1).mul_(x2))
 
 
 class TransformerBlock(nn.Module):
