@@ -10,6 +10,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from utils.image_io import ImageReadError, pair_by_order, pair_by_stem, read_rgb8, require_images
+from utils.registry import build_by_type
 
 from .augment import center_crop, train_augment
 
@@ -117,11 +118,4 @@ DATASETS: dict[str, type[Dataset]] = {
 def build_dataset(opt: dict[str, Any]) -> Dataset:
     """Builds a dataset from options: `type` names it (PairedTrain, PairedVal, ImageFolder), the other
     keys are its arguments (`dir`, `patch_size`, `pairing`)."""
-    opt = dict(opt)
-    name = opt.pop("type", None)
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset type {name!r}; choose one of {', '.join(DATASETS)}")
-    try:
-        return DATASETS[name](**opt)
-    except TypeError as err:
-        raise DataError(f"bad options for dataset {name}: {err}") from None
+    return build_by_type("dataset", DATASETS, opt, error=DataError)

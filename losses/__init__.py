@@ -3,6 +3,8 @@ from typing import Any
 
 from torch import nn
 
+from utils.registry import build_by_type
+
 from .charbonnier import CharbonnierLoss
 from .edge import EdgeLoss
 from .fft import FFTLoss
@@ -15,14 +17,7 @@ LOSSES: dict[str, type[nn.Module]] = {
 
 def build_loss(opt: dict[str, Any]) -> nn.Module:
     """Builds a loss from an options dict; `type` names the class, other keys are its arguments."""
-    opt = dict(opt)
-    name = opt.pop("type", "MultiScaleLoss")
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss type {name!r}; choose one of {sorted(LOSSES)}")
-    try:
-        return LOSSES[name](**opt)
-    except TypeError as err:
-        raise ValueError(f"bad loss options {opt}: {err}") from None
+    return build_by_type("loss", LOSSES, opt, default="MultiScaleLoss")
 
 
 __all__ = ["LOSSES", "CharbonnierLoss", "EdgeLoss", "FFTLoss", "MultiScaleLoss", "build_loss", "target_pyramid"]

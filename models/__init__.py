@@ -1,7 +1,10 @@
 """Networks, built by name from options: `build_model({'type': 'NeRDRain', 'dim': 48, ...})`."""
+from functools import partial
 from typing import Any
 
 from torch import nn
+
+from utils.registry import build_by_type
 
 from .nerd_rain import NeRDRain
 
@@ -14,14 +17,8 @@ MODELS: dict[str, dict[str, Any]] = {
 
 def build_model(opt: dict[str, Any] | None = None) -> nn.Module:
     """Builds a network from an options dict; `type` picks the preset, other keys override it."""
-    opt = dict(opt or {})
-    name = opt.pop("type", "NeRDRain")
-    if name not in MODELS:
-        raise ValueError(f"unknown network type {name!r}; choose one of {sorted(MODELS)}")
-    try:
-        return NeRDRain(**{**MODELS[name], **opt})
-    except TypeError as err:
-        raise ValueError(f"bad network options {opt}: {err}") from None
+    presets = {name: partial(NeRDRain, **preset) for name, preset in MODELS.items()}
+    return build_by_type("network", presets, opt, default="NeRDRain")
 
 
 __all__ = ["MODELS", "NeRDRain", "build_model"]
