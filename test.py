@@ -53,7 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--save_comparison", action="store_true",
                         help="also write input | output | target side by side to OUTPUT_DIR/comparison/")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (faster on GPUs; not bit-exact)")
-    parser.add_argument("--channels_last", action="store_true", help="channels_last memory format (within 1e-6)")
+    parser.add_argument("--channels_last", action="store_true",
+                        help="channels_last memory format on a GPU (within 1e-6; always on for the CPU)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network (slow first image)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing results (default: skip them)")
     parser.add_argument("--batch_windows", type=int, default=8,

