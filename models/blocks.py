@@ -92,10 +92,15 @@ class FeedForward(nn.Module):
         # (same weights, same numbers) gives x1 a tensor of its own: GELU over a channel slice of a
         # channels_last map runs about 3x slower on the CPU. GELU's vectorised and scalar code round
         # differently in the last bit, and which elements take which depends on the tensor's size. So
-        # images go through one at a time: an image's result then does not depend on the batch it is in
-        # (utils/tiling.py relies on that), and only one image's hidden features are held at once.
-        if len(x) > 1:
-            return torch.cat([self(image) for image in x.split(1)])
+        # on the CPU images go through one at a time: an image's result then does not depend on the
+        # batch it is in (utils/tiling.py relies on that), and one image's hidden features are held at
+        # once. GPUs keep the batch, where many small kernels would cost more.
+        if len(x) > 1 and x.device.type == "cpu":
+            return torch.cat([self.whole_batch(image) for image in x.split(1)])
+        return self.whole_batch(x)
+
+    def whole_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """forward() on all images of `x` at once."""
         dw = self.dwconv.main[0]
         x1, x2 = (F.conv2d(F.conv2d(x, *p), *d, padding=1, groups=dw.groups // 2)
                   for p, d in zip(_output_halves(self.project_in), _output_halves(dw)))
