@@ -24,7 +24,7 @@ from tqdm import tqdm
 from evaluations.evaluate import evaluate_folders, format_table
 from evaluations.metrics import resolve_protocol
 from utils.checkpoint import describe, model_from_checkpoint, network_options
-from utils.device import prepare_model, resolve_device, reuse_freed_cpu_memory
+from utils.device import prepare_model, resolve_device, reuse_freed_cpu_memory, set_tf32
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, list_images, read_rgb8, write_png_atomic
 from utils.tiling import check_batch_windows, check_window, tiled_forward
 
@@ -115,7 +115,7 @@ def check_arguments(args: argparse.Namespace) -> None:
 def select_device(name: str, gpus: str | None, amp: bool) -> torch.device:
     """Applies --gpus (CUDA_VISIBLE_DEVICES) before CUDA starts, then resolves --device.
 
-    On CUDA without --amp, TF32 is turned off: its convolutions land ~1e-4 off fp32 (and the golden output).
+    On CUDA without --amp, TF32 is turned off (`set_tf32`).
     """
     if gpus is not None:
         if torch.cuda.is_initialized():
@@ -126,8 +126,7 @@ def select_device(name: str, gpus: str | None, amp: bool) -> torch.device:
     except ValueError as err:
         raise UsageError(str(err)) from None
     if device.type == "cuda" and not amp:
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
+        set_tf32(False)
     return device
 
 

@@ -29,7 +29,7 @@ from bench.authors_style import authors_style
 from losses import MultiScaleLoss
 from models import build_model
 from utils.checkpoint import infer_network_options, load_weights, read_checkpoint
-from utils.device import autocast, prepare_model, resolve_device, reuse_freed_cpu_memory
+from utils.device import autocast, prepare_model, resolve_device, reuse_freed_cpu_memory, set_tf32
 
 AUTHORS = "authors-style"
 
@@ -208,6 +208,8 @@ def main() -> None:
     if args.size % 16:
         parser.error("--size must be a multiple of 16")
     device = resolve_device(args.device)
+    if args.what == "infer":
+        set_tf32(False)  # as test.py runs the exact path (train.py keeps PyTorch's TF32 convolutions)
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(args.batch, 3, args.size, args.size, generator=gen).to(device)
     target = (x * 0.8).clamp(0, 1)

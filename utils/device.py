@@ -23,6 +23,15 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
+def set_tf32(enabled: bool) -> None:
+    """Lets CUDA convolutions and matmuls use TF32 (PyTorch's default: convolutions only) or not.
+
+    TF32 convolutions land ~1e-4 off fp32 and the golden outputs, so test.py's exact path turns it off.
+    """
+    torch.backends.cudnn.allow_tf32 = enabled
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+
+
 def reuse_freed_cpu_memory() -> bool:
     """Makes glibc keep freed memory in the process for reuse; returns whether it took (Linux only).
 
