@@ -1,7 +1,7 @@
 """Train NeRD-Rain as the authors do (NERD_RAIN_SPEC.md, "Training as the authors run it").
 
     python train.py --opt options/rain200l.yml [--set train.lr=2e-4 ...] [--resume [auto|PATH]]
-                    [--device auto|cpu|cuda] [--amp] [--compile] [--channels_last]
+                    [--device auto|cpu|cuda] [--amp] [--compile] [--channels_last] [--cuda_graph]
     bash train.sh options/rain200h.yml [--gpus N] [...]   # several GPUs: torchrun + DistributedDataParallel
 
 Writes into `paths.experiment`: options.yml (the resolved options), metrics.csv, model_latest.pth
@@ -52,7 +52,7 @@ from evaluations.metrics import rgb_psnr
 from losses import build_loss
 from models import build_model
 from utils.checkpoint import describe, load_weights, network_options, read_checkpoint, save_checkpoint
-from utils.device import autocast, prepare_model, resolve_device
+from utils.device import autocast, cuda_graphed, prepare_model, resolve_device
 from utils.image_io import atomic_save
 from utils.options import OptionsError, load_options, resolve_path, save_options
 from utils.scheduler import build_scheduler
@@ -113,6 +113,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true", help="torch.compile the network (sets train.compile)")
     p.add_argument("--channels_last", action="store_true",
                    help="channels_last memory format on a GPU (sets train.channels_last; always on for the CPU)")
+    p.add_argument("--cuda_graph", action="store_true",
+                   help="replay the network's forward and backward as CUDA graphs, one GPU (sets train.cuda_graph)")
     return p.parse_args(argv)
 
 
@@ -244,6 +246,7 @@ class Trainer:
     def __init__(self, opt: dict[str, Any], device: torch.device, dist: Dist):
         self.opt, self.device, self.dist = opt, device, dist
         self.cfg = opt["train"]
+        self._check_cuda_graph()
         self.exp_dir = resolve_path(opt["paths"]["experiment"])
         self.train_set = self._dataset("train", "PairedTrain")
         self.val_set = self._dataset("val", "PairedVal")
@@ -257,6 +260,7 @@ class Trainer:
         except ValueError as err:
             raise InputError(f"network options: {err}") from None
         self.num_params = sum(p.numel() for p in network.parameters())
+        self.graphed: tuple[torch.Size, nn.Module] | None = None  # (input shape, graphed forward) once captured
         self.net = prepare_model(network, device, self.cfg["channels_last"], self.cfg["compile"])
         self.model: nn.Module = self.net
         if dist.world > 1:
@@ -273,6 +277,16 @@ class Trainer:
         self.loss = build_loss(self.cfg["loss"]).to(device)
         self.progress = Progress()
         self.tensorboard = None
+
+    def _check_cuda_graph(self) -> None:
+        if not self.cfg["cuda_graph"]:
+            return
+        problem = ("it needs a CUDA device (--device cuda)" if self.device.type != "cuda"
+                   else "it runs on one GPU only (train.sh --gpus 1)" if self.dist.world > 1
+                   else "torch.compile (train.compile) captures graphs of its own: use one of the two"
+                   if self.cfg["compile"] else None)
+        if problem:
+            raise InputError(f"train.cuda_graph (--cuda_graph): {problem}")
 
     # ---- data
     def _dataset(self, split: str, kind: str) -> Any:
@@ -406,7 +420,7 @@ class Trainer:
         tar = batch["target"].to(self.device, non_blocking=True)
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.cfg["amp"]):
-            outputs = self.model(inp)
+            outputs = self._training_forward(inp)(inp)
         loss, _ = self.loss([o.float() for o in outputs], tar)
         value = self._mean_loss(loss)
         if not math.isfinite(value):
@@ -420,6 +434,16 @@ class Trainer:
         loss.backward()
         self.optimizer.step()
         return value
+
+    def _training_forward(self, inp: torch.Tensor) -> nn.Module:
+        """The network for a training batch: with train.cuda_graph, graphs captured on the first batch,
+        replayed for every batch of its shape (a smaller last batch runs eagerly)."""
+        if not self.cfg["cuda_graph"]:
+            return self.model
+        if self.graphed is None:
+            self.graphed = inp.shape, cuda_graphed(self.net, inp)
+        shape, graphed = self.graphed
+        return graphed if inp.shape == shape else self.model
 
     def train_epoch(self, epoch: int) -> float:
         """Trains one epoch (or its rest, after an interrupted run); returns the rate it trained with."""
@@ -495,7 +519,8 @@ class Trainer:
                  f"{data['val']['dir']}, centre crop {data['val']['patch_size']}")
         self.log(f"batch size {batch} per process x {d.world} process{'es' if d.world > 1 else ''} = "
                  f"effective batch size {batch * d.world}")
-        self.log(f"device {self.device}, amp {self.cfg['amp']}, compile {self.cfg['compile']}; "
+        self.log(f"device {self.device}, amp {self.cfg['amp']}, compile {self.cfg['compile']}, "
+                 f"cuda_graph {self.cfg['cuda_graph']}; "
                  f"experiment {self.exp_dir}")
         if d.main:
             with torch.no_grad():
@@ -527,7 +552,8 @@ def setup_device(name: str, dist: Dist) -> torch.device:
 def run(args: argparse.Namespace, dist: Dist) -> None:
     overrides = [*args.overrides, *(["train.amp=true"] if args.amp else []),
                  *(["train.compile=true"] if args.compile else []),
-                 *(["train.channels_last=true"] if args.channels_last else [])]
+                 *(["train.channels_last=true"] if args.channels_last else []),
+                 *(["train.cuda_graph=true"] if args.cuda_graph else [])]
     opt = load_options(args.opt, overrides)
     exp_dir = resolve_path(opt["paths"]["experiment"])
     checkpoint = resume_path(args.resume, exp_dir)

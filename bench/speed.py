@@ -1,5 +1,6 @@
 """Speed of NeRD-Rain paths side by side: `python -m bench.speed --what infer|train --device cpu|cuda
-[--amp] [--compile] [--channels_last] [--type NeRDRainS] [--size 256] [--batch 1] [--weights FILE]`.
+[--amp] [--compile] [--channels_last] [--cuda_graph] [--type NeRDRainS] [--size 256] [--batch 1]
+[--weights FILE]`.
 
 Rows: the authors' way of computing (bench/authors_style.py), our exact default path, each fast
 option given, and all of them together. Steps are interleaved across rows after a warm-up, and
@@ -9,6 +10,10 @@ output 0 from the exact path's (same weights, same input).
 The authors-style row runs in a process of its own with the C library's default allocator, as the
 authors' scripts do. Our rows run in this process; for --what infer on the CPU it keeps freed memory
 for reuse, as test.py does (`utils.device.reuse_freed_cpu_memory`).
+
+Peak memory: on the CPU, the growth of the resident set during one step in a fresh process; on a
+GPU, the most CUDA memory a row's warm-up steps allocated above what was allocated before them
+(so it includes the optimizer state, workspaces and CUDA graph pools that the first step creates).
 """
 import argparse
 import copy
@@ -29,9 +34,10 @@ from bench.authors_style import authors_style
 from losses import MultiScaleLoss
 from models import build_model
 from utils.checkpoint import infer_network_options, load_weights, read_checkpoint
-from utils.device import autocast, prepare_model, resolve_device, reuse_freed_cpu_memory, set_tf32
+from utils.device import autocast, cuda_graphed, prepare_model, resolve_device, reuse_freed_cpu_memory, set_tf32
 
 AUTHORS = "authors-style"
+FAST_OPTIONS = ("channels_last", "amp", "compile", "cuda_graph")
 
 
 @dataclass
@@ -40,11 +46,12 @@ class Row:
     model: nn.Module
     amp: bool = False
     channels_last: bool = False
+    cuda_graph: bool = False
 
 
 def row_names(args: argparse.Namespace) -> list[str]:
     """The authors-style baseline, the exact path, each chosen fast option, and all together."""
-    chosen = [flag for flag in ("channels_last", "amp", "compile") if getattr(args, flag)]
+    chosen = [flag for flag in FAST_OPTIONS if getattr(args, flag)]
     combos = [[flag] for flag in chosen if not args.combined_only] + ([chosen] if len(chosen) > 1 else [])
     return [AUTHORS, "exact (default)", *(" + ".join(combo) for combo in combos)]
 
@@ -61,8 +68,8 @@ def make_row(name: str, model: nn.Module) -> Row:
         net = net.to(memory_format=torch.channels_last)
     if "compile" in combo:
         net = torch.compile(net)
-    return Row(name, net, amp="amp" in combo, channels_last="channels_last" in combo)
-
+    return Row(name, net, amp="amp" in combo, channels_last="channels_last" in combo,
+               cuda_graph="cuda_graph" in combo)
 
 
 def make_step(row: Row, what: str, x: torch.Tensor, target: torch.Tensor, device: torch.device) -> Callable[[], None]:
@@ -77,13 +84,16 @@ def make_step(row: Row, what: str, x: torch.Tensor, target: torch.Tensor, device
         return step
 
     row.model.train()
-    loss_fn = MultiScaleLoss()
+    loss_fn = MultiScaleLoss().to(device)
     optimizer = torch.optim.Adam(row.model.parameters(), lr=1e-4)
+    graphed: list[nn.Module] = []  # captured by the first step (as train.py does)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, row.amp):
-            outputs = row.model(x)
+            if row.cuda_graph and not graphed:
+                graphed.append(cuda_graphed(row.model, x))
+            outputs = (graphed[0] if graphed else row.model)(x)
         loss_fn([o.float() for o in outputs], target)[0].backward()
         optimizer.step()
     return step
@@ -120,15 +130,19 @@ class RemoteRow:
 
 
 def serve(row: Row, step: Callable[[], None], x: torch.Tensor, device: torch.device) -> None:
-    """The child side of RemoteRow: answers 'step', 'peak' and 'output PATH' lines until EOF."""
+    """The child side of RemoteRow: answers 'step', 'peak' (CUDA memory the steps took) and
+    'output PATH' lines until EOF."""
+    allocated_before_steps = None
     for line in sys.stdin:
         request, _, arg = line.strip().partition(" ")
         answer = ""
         if request == "step":
+            if allocated_before_steps is None:
+                allocated_before_steps = start_peak(device)
             step()
             sync(device)
         elif request == "peak":
-            answer = f" {cuda_peak_mb(step, device)}"
+            answer = f" {(torch.cuda.max_memory_allocated() - allocated_before_steps) / 2**20}"
         else:
             torch.save(output0(row, x, device).cpu(), arg)
         print("ok" + answer, flush=True)
@@ -149,22 +163,18 @@ def output0(row: Row, x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return out
 
 
-def cuda_peak_mb(step: Callable[[], None], device: torch.device) -> float:
-    """Peak CUDA memory of one step above what was allocated before it."""
+def start_peak(device: torch.device) -> int:
+    """Resets CUDA's peak-memory count; returns the bytes allocated now (0 on the CPU)."""
+    if device.type != "cuda":
+        return 0
     sync(device)
-    before = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
-    step()
-    sync(device)
-    return (torch.cuda.max_memory_allocated() - before) / 2**20
+    return torch.cuda.memory_allocated()
 
 
-def peak_memory_mb(name: str, step: Callable[[], None], device: torch.device, remote: RemoteRow) -> float:
-    """Peak memory of one step of row `name` above what was held before it: CUDA allocator stats
-    (in the row's process), or, on the CPU, the RSS high-water mark of a fresh process (allocator
-    caches would hide it in a warm one)."""
-    if device.type == "cuda":
-        return float(remote.ask("peak")) if name == remote.name else cuda_peak_mb(step, device)
+def cpu_peak_mb(name: str) -> float:
+    """The RSS high-water mark of one step of row `name` in a fresh process (allocator caches would
+    hide it in a warm one)."""
     cmd = [sys.executable, "-m", "bench.speed", *sys.argv[1:], "--_peak_of", name]
     return float(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.split()[-1])
 
@@ -197,6 +207,7 @@ def main() -> None:
     parser.add_argument("--amp", action="store_true", help="bf16 autocast")
     parser.add_argument("--compile", action="store_true", help="torch.compile")
     parser.add_argument("--channels_last", action="store_true")
+    parser.add_argument("--cuda_graph", action="store_true", help="training forward+backward as CUDA graphs")
     parser.add_argument("--combined_only", action="store_true",
                         help="time the chosen options together only, not each alone (fewer compiles)")
     parser.add_argument("--warmup", type=int, default=2)
@@ -207,6 +218,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.size % 16:
         parser.error("--size must be a multiple of 16")
+    args.warmup = max(args.warmup, 1)  # the warm-up also measures the CUDA peak
     device = resolve_device(args.device)
     if args.what == "infer":
         set_tf32(False)  # as test.py runs the exact path (train.py keeps PyTorch's TF32 convolutions)
@@ -216,7 +228,7 @@ def main() -> None:
     if device.type == "cpu" and args.what == "infer" and AUTHORS not in (args._serve, args._peak_of):
         reuse_freed_cpu_memory()
     model = build(args, device)
-    if args._peak_of:  # child process of peak_memory_mb: one step, then the RSS growth
+    if args._peak_of:  # child process of cpu_peak_mb: one step, then the RSS growth
         row = make_row(args._peak_of, model)
         step = make_step(row, args.what, x, target, device)
         # Linux: writing 5 to clear_refs resets VmHWM (ru_maxrss would keep the parent's, from fork).
@@ -230,6 +242,8 @@ def main() -> None:
         serve(row, make_step(row, args.what, x, target, device), x, device)
         return
 
+    if args.cuda_graph and (args.what != "train" or device.type != "cuda"):
+        parser.error("--cuda_graph times training steps on a CUDA device (--what train --device cuda)")
     names = row_names(args)
     rows = [make_row(name, model) for name in names if name != AUTHORS]
     remote = RemoteRow(AUTHORS)
@@ -237,9 +251,17 @@ def main() -> None:
     diffs = {AUTHORS: (remote.output0().to(device) - reference).abs().max().item()}
     diffs.update({row.name: (output0(row, x, device) - reference).abs().max().item() for row in rows})
     steps = {AUTHORS: remote.step, **{row.name: make_step(row, args.what, x, target, device) for row in rows}}
+    peaks = {}
     for name, step in steps.items():
+        allocated_before = start_peak(device)
         for _ in range(args.warmup):
             step()
+        sync(device)
+        if device.type == "cuda":
+            peaks[name] = (float(remote.ask("peak")) if name == AUTHORS
+                           else (torch.cuda.max_memory_allocated() - allocated_before) / 2**20)
+        else:
+            peaks[name] = cpu_peak_mb(name)
     times: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(args.repeats):  # interleaved, so drifts in clock or load hit every row alike
         for name, step in steps.items():
@@ -248,7 +270,6 @@ def main() -> None:
             step()
             sync(device)
             times[name].append(time.perf_counter() - start)
-    peaks = {name: peak_memory_mb(name, steps[name], device, remote) for name in names}
     remote.close()
 
     unit = "window" if args.what == "infer" else "iteration"

@@ -36,10 +36,12 @@ class INR(nn.Module):
         h, w = feat.shape[-2:]
         first, rest = self.imnet.layers[0], self.imnet.layers[1:]
         n_feat = 9 * self.dim
-        # Cell decoding input as the authors compute it: (2/H)*H and (2/W)*W in the feature dtype.
-        cell = torch.tensor([2 / h, 2 / w], dtype=feat.dtype, device=feat.device)
-        cell = cell * torch.tensor([h, w], dtype=feat.dtype, device=feat.device)
-        bias = first.bias + first.weight[:, n_feat + self.pe_dims:] @ cell
+        # Cell decoding input as the authors compute it: (2/H)*H and (2/W)*W in the feature dtype. On the
+        # CPU, as Python numbers: a copy to the GPU would stop the forward from being captured as a CUDA graph.
+        cell = torch.tensor([2 / h, 2 / w], dtype=feat.dtype, device="cpu")
+        cell_h, cell_w = (cell * torch.tensor([h, w], dtype=feat.dtype, device="cpu")).tolist()
+        cell_weight = first.weight[:, n_feat + self.pe_dims:]
+        bias = first.bias + (cell_weight[:, 0] * cell_h + cell_weight[:, 1] * cell_w)
         weight = first.weight[:, :n_feat].reshape(-1, self.dim, 3, 3)  # F.unfold order = conv weight order
         x = F.conv2d(feat, weight, bias, padding=1)
         return rest(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)

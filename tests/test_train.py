@@ -222,6 +222,7 @@ def test_existing_checkpoints_need_resume(full_run, capsys):
     (lambda d, t: ["--resume", str(t / "missing.pth")], r"--resume .*missing\.pth: no such checkpoint file"),
     (lambda d, t: ["--resume", str(make_foreign(t))], r"cannot be resumed: it lacks optimizer, scheduler"),
     (lambda d, t: ["--device", "tpu"], r"error: "),
+    (lambda d, t: ["--device", "cpu", "--cuda_graph"], r"train\.cuda_graph \(--cuda_graph\): it needs a CUDA device"),
 ])
 def test_bad_input_exits_2_with_one_message(dataset, tmp_path, capsys, setup, expected):
     opt = make_options(dataset, tmp_path / "opt.yml")

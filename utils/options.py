@@ -37,7 +37,8 @@ DEFAULTS: dict[str, Any] = {
         "epochs": 3000, "lr": 1e-4, "betas": [0.9, 0.999], "eps": 1e-8, "warmup_epochs": 3, "eta_min": 1e-6,
         "schedule": "epoch",
         "loss": {"type": "MultiScaleLoss", "char": 1.0, "fft": 0.01, "edge": 0.05, "inr": 0.1},
-        "seed": 1234, "amp": False, "compile": False, "channels_last": False, "val_every": 1, "save_every": 1,
+        "seed": 1234, "amp": False, "compile": False, "channels_last": False, "cuda_graph": False, "val_every": 1,
+        "save_every": 1,
     },
     "paths": {"experiment": "experiments/rain200l"},
 }

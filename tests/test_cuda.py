@@ -1,0 +1,44 @@
+"""Paths that only run on a CUDA GPU (bench/gpu_check.sh runs these on a lent GPU)."""
+import pytest
+import torch
+
+from losses import MultiScaleLoss
+from models import build_model
+from utils.checkpoint import infer_network_options, load_weights
+from utils.device import autocast, cuda_graphed, set_tf32
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def training_grads(golden: dict, graph: bool, amp: bool, steps: int = 3) -> list[dict[str, torch.Tensor]]:
+    """The gradients of `steps` Adam steps on the golden weights and batch, eager or CUDA-graphed."""
+    device = torch.device("cuda")
+    model = build_model(infer_network_options(golden["state_dict"]))
+    load_weights(model, golden["state_dict"])
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = MultiScaleLoss().to(device)
+    x, target = golden["input"].to(device), golden["target"].to(device)
+    forward, grads = model, []
+    for _ in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, amp):
+            if graph and forward is model:
+                forward = cuda_graphed(model, x)
+            outputs = forward(x)
+        loss_fn([o.float() for o in outputs], target)[0].backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        optimizer.step()
+    return grads
+
+
+@pytest.mark.parametrize("amp", [False, True], ids=["fp32", "amp"])
+def test_cuda_graphed_training_matches_eager(golden, amp):
+    set_tf32(False)
+    eager, graphed = training_grads(golden, False, amp), training_grads(golden, True, amp)
+    for step, (a, b) in enumerate(zip(eager, graphed)):
+        assert a.keys() == b.keys()
+        for name in a:
+            scale = a[name].abs().max().item()
+            tolerance = (2e-2 if amp else 1e-4) * scale + 1e-12
+            assert (a[name] - b[name]).abs().max().item() <= tolerance, (step, name)
