@@ -196,28 +196,42 @@ def build(args: argparse.Namespace, device: torch.device) -> nn.Module:
     return prepare_model(model, device)  # as test.py and train.py run it (channels_last on the CPU)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def step_parser(description: str) -> argparse.ArgumentParser:
+    """The options of a timed step: network, input, fast options, warm-up and repeats (bench.profile too)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--what", choices=["infer", "train"], default="infer")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--type", default="NeRDRain", help="network type when no --weights")
     parser.add_argument("--weights", help="a checkpoint (authors' or ours, or golden/parity.pt)")
-    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--size", type=int, default=256, help="square input side, a multiple of 16")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--amp", action="store_true", help="bf16 autocast")
     parser.add_argument("--compile", action="store_true", help="torch.compile")
     parser.add_argument("--channels_last", action="store_true")
     parser.add_argument("--cuda_graph", action="store_true", help="training forward+backward as CUDA graphs")
-    parser.add_argument("--combined_only", action="store_true",
-                        help="time the chosen options together only, not each alone (fewer compiles)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--json", help="also write the rows here")
-    parser.add_argument("--_peak_of", help=argparse.SUPPRESS)
-    parser.add_argument("--_serve", help=argparse.SUPPRESS)
+    return parser
+
+
+def parse_step_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parses and checks the options of step_parser()."""
     args = parser.parse_args()
     if args.size % 16:
         parser.error("--size must be a multiple of 16")
+    if args.cuda_graph and (args.what != "train" or resolve_device(args.device).type != "cuda"):
+        parser.error("--cuda_graph times training steps on a CUDA device (--what train --device cuda)")
+    return args
+
+
+def main() -> None:
+    parser = step_parser(__doc__.splitlines()[0])
+    parser.add_argument("--combined_only", action="store_true",
+                        help="time the chosen options together only, not each alone (fewer compiles)")
+    parser.add_argument("--json", help="also write the rows here")
+    parser.add_argument("--_peak_of", help=argparse.SUPPRESS)
+    parser.add_argument("--_serve", help=argparse.SUPPRESS)
+    args = parse_step_args(parser)
     args.warmup = max(args.warmup, 1)  # the warm-up also measures the CUDA peak
     device = resolve_device(args.device)
     if args.what == "infer":
@@ -242,8 +256,6 @@ def main() -> None:
         serve(row, make_step(row, args.what, x, target, device), x, device)
         return
 
-    if args.cuda_graph and (args.what != "train" or device.type != "cuda"):
-        parser.error("--cuda_graph times training steps on a CUDA device (--what train --device cuda)")
     names = row_names(args)
     rows = [make_row(name, model) for name in names if name != AUTHORS]
     remote = RemoteRow(AUTHORS)

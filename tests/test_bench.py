@@ -60,3 +60,11 @@ def test_fast_rows_on_cpu(golden):
     for name in names[2:]:
         diff = (output0(make_row(name, model), x, cpu) - exact).abs().max().item()
         assert diff < (0.05 if "amp" in name else 1e-5), name
+
+
+def test_cuda_graph_option_needs_cuda_training():
+    for tool in ("bench.speed", "bench.profile"):
+        result = subprocess.run([sys.executable, "-m", tool, "--what", "train", "--device", "cpu", "--cuda_graph"],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result.stderr
+        assert "--cuda_graph times training steps on a CUDA device" in result.stderr
