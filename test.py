@@ -24,7 +24,7 @@ from tqdm import tqdm
 from evaluations.evaluate import evaluate_folders, format_table
 from evaluations.metrics import resolve_protocol
 from utils.checkpoint import describe, model_from_checkpoint, network_options
-from utils.device import prepare_model, resolve_device, reuse_freed_cpu_memory, set_tf32
+from utils.device import prepare_model, resolve_device, reuse_freed_cpu_memory, set_tf32, slow_amp_note
 from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, list_images, read_rgb8, write_png_atomic
 from utils.tiling import check_batch_windows, check_window, tiled_forward
 
@@ -274,6 +274,8 @@ def setup(args: argparse.Namespace) -> tuple[list[Path], torch.device, nn.Module
     input_dir, files = input_images(args.input)
     check_output_dir(args.output_dir, input_dir)
     device = select_device(args.device, args.gpus, args.amp)
+    if note := slow_amp_note(device, args.amp):
+        print(note, file=sys.stderr)
     if device.type == "cpu":
         reuse_freed_cpu_memory()  # same numbers; 1.3x per 256x256 window on 2 cores (bench/RESULTS.md)
     model = load_network(args.weights, args.opt, device, args.channels_last, args.compile)

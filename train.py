@@ -52,7 +52,7 @@ from evaluations.metrics import rgb_psnr
 from losses import build_loss
 from models import build_model
 from utils.checkpoint import describe, load_weights, network_options, read_checkpoint, save_checkpoint
-from utils.device import autocast, cuda_graphed, prepare_model, resolve_device
+from utils.device import autocast, cuda_graphed, prepare_model, resolve_device, slow_amp_note
 from utils.image_io import atomic_save
 from utils.options import OptionsError, load_options, resolve_path, save_options
 from utils.scheduler import build_scheduler
@@ -522,6 +522,8 @@ class Trainer:
         self.log(f"device {self.device}, amp {self.cfg['amp']}, compile {self.cfg['compile']}, "
                  f"cuda_graph {self.cfg['cuda_graph']}; "
                  f"experiment {self.exp_dir}")
+        if note := slow_amp_note(self.device, self.cfg["amp"]):
+            self.log(note)
         if d.main:
             with torch.no_grad():
                 self.log(f"val PSNR of the rainy inputs: {self.mean_psnr(lambda inp: inp):.2f} dB")

@@ -299,11 +299,14 @@ def test_real_entry_point(tmp_path, weights):
     assert bad.returncode == 2 and "--win_size" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_channels_last_and_amp_paths_run_on_cpu(tmp_path, weights):
+def test_channels_last_and_amp_paths_run_on_cpu(tmp_path, weights, capsys):
     images = make_inputs(tmp_path / "in", {"a": (40, 50)})
     assert run(tmp_path, weights, "--channels_last") == 0
     fast = read_rgb8(tmp_path / "out" / "a.png")[0].astype(int)
     assert np.abs(fast - expected_png(weights, images["a"]).astype(int)).max() <= 1
+    assert "bf16" not in capsys.readouterr().err
     assert run(tmp_path, weights, "--amp", "--overwrite") == 0  # bf16 autocast, as on a GPU
+    slow_bf16 = not torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert ("no native bf16 convolutions" in capsys.readouterr().err) == slow_bf16
     bf16 = read_rgb8(tmp_path / "out" / "a.png")[0].astype(int)
     assert np.abs(bf16 - expected_png(weights, images["a"]).astype(int)).mean() < 3

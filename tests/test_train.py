@@ -200,6 +200,7 @@ def test_fast_options_train_on_cpu(full_run, dataset, tmp_path, capsys):
     code, out = run_main(capsys, "--opt", str(opt), "--channels_last", "--amp", "--set",
                          "datasets.train.num_workers=0")
     assert code == 0, out
+    assert ("no native bf16 convolutions" in out) == (not torch.ops.mkldnn._is_mkldnn_bf16_supported())
     with (tmp_path / "exp" / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 and all(math.isfinite(float(r["loss"])) for r in rows)
