@@ -97,13 +97,13 @@ def cuda_graphed(net: nn.Module, sample: torch.Tensor) -> nn.Module:
 
     A training step of NeRD-Rain launches about 11,000 small kernels; at batch 1 and 256x256 the GPU
     waits on the host for most of the step. torch.cuda.make_graphed_callables records them once and
-    replays them (parameters and the input are copied into or read from fixed buffers). The returned
-    module runs `net` eagerly in eval mode; its outputs are overwritten by the next call.
+    replays them: each input is copied into a fixed buffer, the parameters are read where they are.
+    The returned module runs `net` eagerly in eval mode; its outputs are overwritten by the next call.
     """
     if sample.device.type != "cuda":
         raise ValueError("CUDA graphs need a CUDA device")
-    # The captured outputs keep the parameters' gradient accumulators, made on the capture stream, alive;
-    # PyTorch then warns at every backward that their stream differs. The gradients are right
-    # (tests/test_cuda.py) and the timings in bench/RESULTS.md include the extra stream sync.
+    # On an H100, train.py printed PyTorch's warning that a gradient accumulator's stream differs from
+    # its gradient's (the accumulators were made on make_graphed_callables' capture stream). The
+    # gradients are right (tests/test_cuda.py) and bench/RESULTS.md's timings include the stream sync.
     warnings.filterwarnings("ignore", message="The AccumulateGrad node's stream does not match")
     return torch.cuda.make_graphed_callables(_Forward(net).train(), (sample,), allow_unused_input=True)
