@@ -52,7 +52,7 @@ from evaluations.metrics import rgb_psnr
 from losses import build_loss
 from models import build_model
 from utils.checkpoint import describe, load_weights, network_options, read_checkpoint, save_checkpoint
-from utils.device import autocast, cuda_graphed, prepare_model, resolve_device, slow_amp_note
+from utils.device import CudaGraphed, autocast, prepare_model, resolve_device, slow_amp_note
 from utils.image_io import atomic_save
 from utils.options import OptionsError, load_options, resolve_path, save_options
 from utils.scheduler import build_scheduler
@@ -260,7 +260,6 @@ class Trainer:
         except ValueError as err:
             raise InputError(f"network options: {err}") from None
         self.num_params = sum(p.numel() for p in network.parameters())
-        self.graphed: tuple[torch.Size, nn.Module] | None = None  # (input shape, graphed forward) once captured
         self.net = prepare_model(network, device, self.cfg["channels_last"], self.cfg["compile"])
         self.model: nn.Module = self.net
         if dist.world > 1:
@@ -269,6 +268,8 @@ class Trainer:
             # (depthwise conv weight gradients differ only in the stride of a size-1 dimension: harmless)
             self.model = DistributedDataParallel(self.net, device_ids=[device.index] if device.type == "cuda" else None,
                                                  static_graph=True)
+        # The training forward; with train.cuda_graph, replayed from graphs captured on the first batch.
+        self.train_forward = CudaGraphed(self.net) if self.cfg["cuda_graph"] else self.model
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.cfg["lr"], betas=tuple(self.cfg["betas"]),
                                           eps=self.cfg["eps"])
         with scheduler_warnings_off():
@@ -420,7 +421,7 @@ class Trainer:
         tar = batch["target"].to(self.device, non_blocking=True)
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.cfg["amp"]):
-            outputs = self._training_forward(inp)(inp)
+            outputs = self.train_forward(inp)
         loss, _ = self.loss([o.float() for o in outputs], tar)
         value = self._mean_loss(loss)
         if not math.isfinite(value):
@@ -434,16 +435,6 @@ class Trainer:
         loss.backward()
         self.optimizer.step()
         return value
-
-    def _training_forward(self, inp: torch.Tensor) -> nn.Module:
-        """The network for a training batch: with train.cuda_graph, graphs captured on the first batch,
-        replayed for every batch of its shape (a smaller last batch runs eagerly)."""
-        if not self.cfg["cuda_graph"]:
-            return self.model
-        if self.graphed is None:
-            self.graphed = inp.shape, cuda_graphed(self.net, inp)
-        shape, graphed = self.graphed
-        return graphed if inp.shape == shape else self.model
 
     def train_epoch(self, epoch: int) -> float:
         """Trains one epoch (or its rest, after an interrupted run); returns the rate it trained with."""

@@ -2,11 +2,7 @@
 # One prepared GPU session (device tool), about 5 minutes: bash bench/gpu_check.sh COMMIT
 # Needs the wheels the GPU image lacks in .whl/ (kornia, kornia-rs, warmup-scheduler) and the
 # golden fixture copied to .bench/parity.pt. Logs and JSON rows go to $OUT; the most wanted first.
-set -u
-export PYTHONUNBUFFERED=1
-out="${OUT:-/tmp/gpu_check}"; mkdir -p "$out"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  && export PYTHONPATH=/tmp/site || exit 1
+source bench/gpu_setup.sh gpu_check
 export NERD_SHARED=/tmp/shared; mkdir -p $NERD_SHARED/golden; cp .bench/parity.pt $NERD_SHARED/golden/
 log() { echo "== $*" | tee -a "$out/summary.txt"; }
 log "commit ${1:-unknown}, $(date -u +%F)"

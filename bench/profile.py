@@ -12,7 +12,8 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench.speed import FAST_OPTIONS, build, make_row, make_step, parse_step_args, step_parser, sync
+from bench.speed import (build, chosen_options, make_row, make_step, parse_step_args, step_inputs, step_parser,
+                         sync)
 from utils.device import resolve_device, set_tf32
 
 
@@ -23,10 +24,9 @@ def main() -> None:
     args = parse_step_args(parser)
     device = resolve_device(args.device)
     set_tf32(args.tf32)
-    x = torch.rand(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)).to(device)
-    chosen = [flag for flag in FAST_OPTIONS if getattr(args, flag)]
+    chosen = chosen_options(args)
     row = make_row(" + ".join(chosen) or "exact (default)", build(args, device))
-    step = make_step(row, args.what, x, (x * 0.8).clamp(0, 1), device)
+    step = make_step(row, args.what, *step_inputs(args, device), device)
 
     start = time.perf_counter()
     for _ in range(args.warmup):
@@ -46,7 +46,7 @@ def main() -> None:
         sync(device)
     events = prof.key_averages()
     sort_by = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    flags = " ".join(f"--{f}" for f in (*FAST_OPTIONS, "tf32") if getattr(args, f))
+    flags = " ".join(f"--{f}" for f in [*chosen, *(["tf32"] if args.tf32 else [])])
     print(f"== {args.what} {args.type} batch {args.batch} {args.size}x{args.size} {device} {flags}".rstrip())
     print(f"warm-up {warmup_s:.1f} s; median step {statistics.median(times) * 1000:.1f} ms "
           f"(min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f}) over {args.repeats}")

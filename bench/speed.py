@@ -34,7 +34,7 @@ from bench.authors_style import authors_style
 from losses import MultiScaleLoss
 from models import build_model
 from utils.checkpoint import infer_network_options, load_weights, read_checkpoint
-from utils.device import autocast, cuda_graphed, prepare_model, resolve_device, reuse_freed_cpu_memory, set_tf32
+from utils.device import CudaGraphed, autocast, prepare_model, resolve_device, reuse_freed_cpu_memory, set_tf32
 
 AUTHORS = "authors-style"
 FAST_OPTIONS = ("channels_last", "amp", "compile", "cuda_graph")
@@ -49,9 +49,14 @@ class Row:
     cuda_graph: bool = False
 
 
+def chosen_options(args: argparse.Namespace) -> list[str]:
+    """The fast options given on the command line, in FAST_OPTIONS order."""
+    return [flag for flag in FAST_OPTIONS if getattr(args, flag)]
+
+
 def row_names(args: argparse.Namespace) -> list[str]:
     """The authors-style baseline, the exact path, each chosen fast option, and all together."""
-    chosen = [flag for flag in FAST_OPTIONS if getattr(args, flag)]
+    chosen = chosen_options(args)
     combos = [[flag] for flag in chosen if not args.combined_only] + ([chosen] if len(chosen) > 1 else [])
     return [AUTHORS, "exact (default)", *(" + ".join(combo) for combo in combos)]
 
@@ -86,14 +91,12 @@ def make_step(row: Row, what: str, x: torch.Tensor, target: torch.Tensor, device
     row.model.train()
     loss_fn = MultiScaleLoss().to(device)
     optimizer = torch.optim.Adam(row.model.parameters(), lr=1e-4)
-    graphed: list[nn.Module] = []  # captured by the first step (as train.py does)
+    forward = CudaGraphed(row.model) if row.cuda_graph else row.model  # as train.py runs it
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, row.amp):
-            if row.cuda_graph and not graphed:
-                graphed.append(cuda_graphed(row.model, x))
-            outputs = (graphed[0] if graphed else row.model)(x)
+            outputs = forward(x)
         loss_fn([o.float() for o in outputs], target)[0].backward()
         optimizer.step()
     return step
@@ -224,6 +227,12 @@ def parse_step_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
     return args
 
 
+def step_inputs(args: argparse.Namespace, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random input (seed 0) for every row and process, and a training target from it."""
+    x = torch.rand(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)).to(device)
+    return x, (x * 0.8).clamp(0, 1)
+
+
 def main() -> None:
     parser = step_parser(__doc__.splitlines()[0])
     parser.add_argument("--combined_only", action="store_true",
@@ -236,9 +245,7 @@ def main() -> None:
     device = resolve_device(args.device)
     if args.what == "infer":
         set_tf32(False)  # as test.py runs the exact path (train.py keeps PyTorch's TF32 convolutions)
-    gen = torch.Generator().manual_seed(0)
-    x = torch.rand(args.batch, 3, args.size, args.size, generator=gen).to(device)
-    target = (x * 0.8).clamp(0, 1)
+    x, target = step_inputs(args, device)
     if device.type == "cpu" and args.what == "infer" and AUTHORS not in (args._serve, args._peak_of):
         reuse_freed_cpu_memory()
     model = build(args, device)

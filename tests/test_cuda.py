@@ -5,7 +5,7 @@ import torch
 from losses import MultiScaleLoss
 from models import build_model
 from utils.checkpoint import infer_network_options, load_weights
-from utils.device import autocast, cuda_graphed, set_tf32
+from utils.device import CudaGraphed, autocast, set_tf32
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -21,12 +21,10 @@ def training_grads(golden: dict, graph: bool, amp: bool, steps: int = 3) -> list
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
     loss_fn = MultiScaleLoss().to(device)
     x, target = golden["input"].to(device), golden["target"].to(device)
-    forward, grads = model, []
+    forward, grads = CudaGraphed(model) if graph else model, []
     for _ in range(steps):
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, amp):
-            if graph and forward is model:
-                forward = cuda_graphed(model, x)
             outputs = forward(x)
         loss_fn([o.float() for o in outputs], target)[0].backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})

@@ -91,19 +91,31 @@ class _Forward(nn.Module):
         return self.net(x)
 
 
-def cuda_graphed(net: nn.Module, sample: torch.Tensor) -> nn.Module:
-    """`net`'s training forward and backward as CUDA graphs, for inputs shaped like `sample` (the
-    --cuda_graph option). Call it under the autocast that the training steps use.
+class CudaGraphed:
+    """`net`'s training forward and backward as CUDA graphs (the --cuda_graph option): captured on the
+    first call, under the autocast that the training steps use, and replayed for inputs of that shape.
+    Inputs of another shape (a smaller last batch) run `net` eagerly.
 
     A training step of NeRD-Rain launches about 11,000 small kernels; at batch 1 and 256x256 the GPU
     waits on the host for most of the step. torch.cuda.make_graphed_callables records them once and
     replays them: each input is copied into a fixed buffer, the parameters are read where they are.
-    The returned module runs `net` eagerly in eval mode; its outputs are overwritten by the next call.
+    The outputs of a replay are overwritten by the next one. Call `net` itself for evaluation.
     """
-    if sample.device.type != "cuda":
-        raise ValueError("CUDA graphs need a CUDA device")
-    # On an H100, train.py printed PyTorch's warning that a gradient accumulator's stream differs from
-    # its gradient's (the accumulators were made on make_graphed_callables' capture stream). The
-    # gradients are right (tests/test_cuda.py) and bench/RESULTS.md's timings include the stream sync.
-    warnings.filterwarnings("ignore", message="The AccumulateGrad node's stream does not match")
-    return torch.cuda.make_graphed_callables(_Forward(net).train(), (sample,), allow_unused_input=True)
+
+    def __init__(self, net: nn.Module):
+        self.net = net
+        self.shape: torch.Size | None = None
+        self.graphed: nn.Module | None = None
+
+    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.graphed is None:
+            if x.device.type != "cuda":
+                raise ValueError("CUDA graphs need a CUDA device")
+            # On an H100, train.py printed PyTorch's warning that a gradient accumulator's stream differs
+            # from its gradient's (the accumulators were made on make_graphed_callables' capture stream).
+            # The gradients are right (tests/test_cuda.py); bench/RESULTS.md's timings include the sync.
+            warnings.filterwarnings("ignore", message="The AccumulateGrad node's stream does not match")
+            self.shape = x.shape
+            self.graphed = torch.cuda.make_graphed_callables(_Forward(self.net).train(), (x,),
+                                                             allow_unused_input=True)
+        return self.graphed(x) if x.shape == self.shape else self.net(x)
