@@ -62,10 +62,12 @@ class Attention(nn.Module):
         d = c // self.heads
         qkv = self.qkv_dwconv(self.qkv(x))
         # (pixels, channels) matrices; views, not copies, when qkv is channels_last (LayerNorm leaves it so).
-        q, k, v = qkv.permute(0, 2, 3, 1).reshape(b, h * w, 3 * c).split(c, dim=-1)
+        qkv = qkv.permute(0, 2, 3, 1).reshape(b, h * w, 3 * c)
+        q, k, v = qkv.split(c, dim=-1)
         # The authors' F.normalize of q and k over the pixels, applied to their product instead: the
-        # same numbers (within 1e-7) without two passes over q and k.
-        norms = torch.linalg.vector_norm(qkv[:, :2 * c], dim=(2, 3)).clamp_min(1e-12)
+        # same numbers (within 1e-7) without two passes over q and k. Taken from the same view as q and
+        # k, so that in training the gradient reaches qkv_dwconv channels_last.
+        norms = torch.linalg.vector_norm(qkv[..., :2 * c], dim=1).clamp_min(1e-12)
         q_norm, k_norm = norms.split(c, dim=1)
         logits = (q.transpose(1, 2) @ k) / (q_norm[:, :, None] * k_norm[:, None, :])
         # All heads go through one c x c product; each head keeps its own d x d diagonal block.

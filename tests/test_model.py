@@ -186,3 +186,18 @@ def test_attention_and_feed_forward_compute_the_authors_forward(heads, bias, cha
         for g_ours, g_theirs in zip(torch.autograd.grad(ours.square().sum(), [x, *module.parameters()]),
                                     torch.autograd.grad(theirs.square().sum(), [x, *module.parameters()])):
             torch.testing.assert_close(g_ours, g_theirs, rtol=1e-9, atol=1e-9)
+
+
+def test_attention_gradient_reaches_qkv_dwconv_channels_last():
+    """In channels_last, no gradient inside the attention needs a layout copy before its convolution."""
+    from models.blocks import Attention
+
+    attention = Attention(16, 2, bias=False).to(memory_format=torch.channels_last)
+    grads = []
+
+    def keep_output_grad(module, inputs, output):
+        output.register_hook(grads.append)
+    attention.qkv_dwconv.register_forward_hook(keep_output_grad)
+    x = torch.randn(1, 16, 8, 12).contiguous(memory_format=torch.channels_last)
+    attention(x).sum().backward()
+    assert len(grads) == 1 and grads[0].is_contiguous(memory_format=torch.channels_last)
