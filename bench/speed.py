@@ -8,8 +8,8 @@ each row reports the median time, throughput, peak memory and the max abs differ
 output 0 from the exact path's (same weights, same input).
 
 The authors-style row runs in a process of its own with the C library's default allocator, as the
-authors' scripts do. Our rows run in this process; for --what infer on the CPU it keeps freed memory
-for reuse, as test.py does (`utils.device.reuse_freed_cpu_memory`).
+authors' scripts do. Our rows run in this process; on the CPU it keeps freed memory for reuse, as
+test.py and train.py do (`utils.device.reuse_freed_cpu_memory`).
 
 Peak memory: on the CPU, the growth of the resident set during one step in a fresh process; on a
 GPU, the most CUDA memory a row's warm-up steps allocated above what was allocated before them
@@ -246,7 +246,7 @@ def main() -> None:
     if args.what == "infer":
         set_tf32(False)  # as test.py runs the exact path (train.py keeps PyTorch's TF32 convolutions)
     x, target = step_inputs(args, device)
-    if device.type == "cpu" and args.what == "infer" and AUTHORS not in (args._serve, args._peak_of):
+    if device.type == "cpu" and AUTHORS not in (args._serve, args._peak_of):
         reuse_freed_cpu_memory()
     model = build(args, device)
     if args._peak_of:  # child process of cpu_peak_mb: one step, then the RSS growth
