@@ -1,5 +1,6 @@
 """The benchmark's baseline computes what the authors compute, and the benchmark runs."""
 import json
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -68,3 +69,14 @@ def test_cuda_graph_option_needs_cuda_training():
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 2, result.stderr
         assert "--cuda_graph times training steps on a CUDA device" in result.stderr
+
+
+def test_profile_prints_the_convolutions_share():
+    result = subprocess.run([sys.executable, "-m", "bench.profile", "--what", "train", "--device", "cpu",
+                             "--type", "NeRDRainS", "--size", "32", "--warmup", "0", "--repeats", "1", "--top", "5"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    conv_ms, share, total_ms = re.search(r"convolutions, forward and backward: ([\d.]+) ms, (\d+)% of the profiled "
+                                         r"step's ([\d.]+) ms of CPU time", result.stdout).groups()
+    assert 0 < float(conv_ms) < float(total_ms) and 0 < int(share) < 100
+    assert "aten::convolution_backward" in result.stdout
