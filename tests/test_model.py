@@ -201,3 +201,13 @@ def test_attention_gradient_reaches_qkv_dwconv_channels_last():
     x = torch.randn(1, 16, 8, 12).contiguous(memory_format=torch.channels_last)
     attention(x).sum().backward()
     assert len(grads) == 1 and grads[0].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_attention_on_an_all_zero_input_has_finite_gradients():
+    """q and k are all zero there: F.normalize's clamp keeps the authors' gradients finite, and so must ours."""
+    from models.blocks import Attention
+
+    attention = Attention(16, 2, bias=False)
+    x = torch.zeros(1, 16, 8, 12, requires_grad=True)
+    attention(x).square().sum().backward()
+    assert torch.isfinite(x.grad).all() and all(torch.isfinite(p.grad).all() for p in attention.parameters())
