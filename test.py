@@ -276,8 +276,7 @@ def setup(args: argparse.Namespace) -> tuple[list[Path], torch.device, nn.Module
     device = select_device(args.device, args.gpus, args.amp)
     if note := slow_amp_note(device, args.amp):
         print(note, file=sys.stderr)
-    if device.type == "cpu":
-        reuse_freed_cpu_memory()  # same numbers; 1.3x per 256x256 window on 2 cores (bench/RESULTS.md)
+    reuse_freed_cpu_memory(device)  # same numbers; 1.3x per 256x256 window on 2 cores (bench/RESULTS.md)
     model = load_network(args.weights, args.opt, device, args.channels_last, args.compile)
     make_output_dir(args.output_dir)
     return files, device, model

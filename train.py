@@ -553,8 +553,7 @@ def run(args: argparse.Namespace, dist: Dist) -> None:
     if args.resume and checkpoint is None and dist.main:
         print(f"--resume auto: no checkpoint in {exp_dir} yet, starting a new run")
     device = setup_device(args.device, dist)
-    if device.type == "cpu":
-        reuse_freed_cpu_memory()  # same numbers, same peak; 1.05x to 1.24x per iteration on 2 cores (bench/RESULTS.md)
+    reuse_freed_cpu_memory(device)  # same numbers, same peak; 1.05x to 1.24x per CPU iteration (bench/RESULTS.md)
     trainer = Trainer(opt, device, dist)
     if checkpoint is not None:
         trainer.resume(checkpoint)

@@ -24,8 +24,7 @@ def main() -> None:
     args = parse_step_args(parser)
     device = resolve_device(args.device)
     set_tf32(args.tf32)
-    if device.type == "cpu":
-        reuse_freed_cpu_memory()  # as test.py and train.py run
+    reuse_freed_cpu_memory(device)  # as test.py and train.py run
     chosen = chosen_options(args)
     row = make_row(" + ".join(chosen) or "exact (default)", build(args, device))
     step = make_step(row, args.what, *step_inputs(args, device), device)

@@ -246,8 +246,8 @@ def main() -> None:
     if args.what == "infer":
         set_tf32(False)  # as test.py runs the exact path (train.py keeps PyTorch's TF32 convolutions)
     x, target = step_inputs(args, device)
-    if device.type == "cpu" and AUTHORS not in (args._serve, args._peak_of):
-        reuse_freed_cpu_memory()
+    if AUTHORS not in (args._serve, args._peak_of):
+        reuse_freed_cpu_memory(device)
     model = build(args, device)
     if args._peak_of:  # child process of cpu_peak_mb: one step, then the RSS growth
         row = make_row(args._peak_of, model)

@@ -3,12 +3,13 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 PAGE_FAULTS_OF_LARGE_TEMPORARIES = """
 import resource, sys, torch
 from utils.device import reuse_freed_cpu_memory
 if sys.argv[1] == "reuse":
-    assert reuse_freed_cpu_memory()
+    assert reuse_freed_cpu_memory(torch.device("cpu"))
 x = torch.ones(2**25)  # 128 MiB: above glibc's largest mmap threshold
 x * 2
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -32,6 +33,12 @@ def test_freed_memory_is_reused_instead_of_faulted_in_again():
     # pages, 32768 with 4 KiB ones).
     assert default >= 20 * 64
     assert reuse < 0.8 * default  # measured: 0.4 to 0.6 of it (glibc's aligned blocks fragment the heap)
+
+
+def test_freed_memory_reuse_is_for_the_cpu_only():
+    from utils.device import reuse_freed_cpu_memory
+
+    assert reuse_freed_cpu_memory(torch.device("cuda")) is False
 
 
 def test_compile_path_runs_on_cpu():

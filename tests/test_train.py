@@ -182,11 +182,11 @@ def test_non_finite_loss_stops_and_saves_nothing(dataset, tmp_path, capsys, monk
 def test_iteration_schedule_without_workers(dataset, tmp_path, capsys, monkeypatch):
     """The per-iteration schedule; also, on the CPU train.py keeps freed memory for reuse."""
     reuse_calls = []
-    monkeypatch.setattr(train, "reuse_freed_cpu_memory", lambda: reuse_calls.append(1) or True)
+    monkeypatch.setattr(train, "reuse_freed_cpu_memory", lambda device: reuse_calls.append(device.type) or True)
     opt = make_options(dataset, tmp_path / "opt.yml", epochs=2, schedule="iteration", save_every=0)
     code, out = run_main(capsys, "--opt", str(opt), "--set", "datasets.train.num_workers=0")
     assert code == 0, out
-    assert reuse_calls == [1]
+    assert reuse_calls == ["cpu"]
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-3)
     scheduler = build_scheduler(optimizer, 2, 1, 1e-6, "iteration", iters_per_epoch=2)
     rates = []

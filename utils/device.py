@@ -47,8 +47,9 @@ def set_tf32(enabled: bool) -> None:
     torch.backends.cuda.matmul.allow_tf32 = enabled
 
 
-def reuse_freed_cpu_memory() -> bool:
-    """Makes glibc keep freed memory in the process for reuse; returns whether it took (Linux only).
+def reuse_freed_cpu_memory(device: torch.device) -> bool:
+    """When `device` is the CPU, makes glibc keep freed memory in the process for reuse; returns whether
+    it took (Linux only; off the CPU it does nothing).
 
     glibc gives every block above 32 MiB back to the OS on free, so each large activation of a
     256x256 window is page-faulted and zeroed anew: about a fifth of a CPU forward pass. PyTorch has
@@ -56,9 +57,9 @@ def reuse_freed_cpu_memory() -> bool:
     mallopt stops glibc from mmap-ing large blocks and from trimming the heap. Outputs are
     unchanged. The process keeps its peak memory until it exits; at inference that peak is a little
     above the default's (glibc's aligned allocations fragment the heap), while training reaches the
-    same peak at every iteration either way. test.py and train.py call it on the CPU.
+    same peak at every iteration either way. test.py and train.py call it.
     """
-    if not sys.platform.startswith("linux"):
+    if device.type != "cpu" or not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
