@@ -123,12 +123,35 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
 
 
-def seed_worker(worker_id: int) -> None:
+def init_worker(worker_id: int) -> None:
     """DataLoader worker init: seeds the generators the augmentation draws from (Python's and
-    NumPy's) from the worker's torch seed, which the loader derives from the epoch's seed."""
+    NumPy's) from the worker's torch seed, which the loader derives from the epoch's seed; and
+    ignores SIGTERM (see Loader)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # also drops one that came while the worker started
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)
+
+
+class Loader(DataLoader):
+    """A DataLoader whose workers live through a SIGTERM sent to the whole job.
+
+    Job schedulers (and `timeout`) send SIGTERM to every process of the job. A worker killed by it
+    would end the main process with a DataLoader error before it saves model_latest.pth; so workers
+    start with SIGTERM blocked and ignore it from init_worker on, and the main process, which gets
+    the signal too, shuts them down itself, as after Ctrl-C.
+    """
+
+    def __iter__(self) -> Any:
+        if not hasattr(signal, "pthread_sigmask"):  # not POSIX
+            return super().__iter__()
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            return super().__iter__()  # starts the workers
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def rng_state() -> dict[str, Any]:
@@ -310,8 +333,8 @@ class Trainer:
 
     def _loader(self, dataset: Any, split: str, sampler: Any, generator: torch.Generator) -> DataLoader:
         section = self.opt["datasets"][split]
-        return DataLoader(dataset, batch_size=section["batch_size"], sampler=sampler,
-                          num_workers=section["num_workers"], worker_init_fn=seed_worker, generator=generator,
+        return Loader(dataset, batch_size=section["batch_size"], sampler=sampler,
+                          num_workers=section["num_workers"], worker_init_fn=init_worker, generator=generator,
                           pin_memory=self.device.type == "cuda")
 
     def _seed_epoch(self, epoch: int) -> None:

@@ -3,8 +3,10 @@ import csv
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -159,6 +161,29 @@ def test_ctrl_c_saves_latest_and_resume_continues_exactly(full_run, dataset, tmp
         full = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
     assert [r["loss"] for r in rows] == [r["loss"] for r in full]  # epoch 2's mean includes the batch before Ctrl-C
+
+
+def test_sigterm_to_the_process_group_saves_latest(dataset, tmp_path):
+    """A job scheduler (or `timeout`) sends SIGTERM to every process of the job, DataLoader workers
+    included: the run still saves model_latest.pth and exits with one line, no traceback."""
+    opt = make_options(dataset, tmp_path / "opt.yml", epochs=10000, val_every=10000, save_every=0)
+    metrics = tmp_path / "exp" / "metrics.csv"
+    proc = subprocess.Popen([sys.executable, "train.py", "--opt", str(opt), "--device", "cpu"], cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (metrics.is_file() and len(metrics.read_text().splitlines()) > 3) and proc.poll() is None:
+            assert time.monotonic() < deadline, "training did not get through 3 epochs in 2 minutes"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGTERM)  # mid-epoch with live workers, nearly always (no validation)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == train.EXIT_INTERRUPTED, err
+    assert "Traceback" not in err and "interrupted" in err
+    assert "continue with --resume auto" in out + err
+    assert (tmp_path / "exp" / "model_latest.pth").is_file()
 
 
 def test_non_finite_loss_stops_and_saves_nothing(dataset, tmp_path, capsys, monkeypatch):
