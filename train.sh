@@ -29,7 +29,11 @@ elif ! [[ "$gpus" =~ ^[1-9][0-9]*$ ]]; then
   exit 2
 fi
 if (( gpus > 1 )); then
-  echo "train.sh: $gpus processes with torchrun (DistributedDataParallel)"
+  found="$("$python" -c 'import torch; print(torch.cuda.device_count())')"
+  where=""
+  (( found == 0 )) && where="; no CUDA GPU here, so they share the CPU (each holds a whole model)"
+  (( found > 0 && found < gpus )) && where="; but only $found CUDA GPU(s) are visible: --gpus $found"
+  echo "train.sh: $gpus processes with torchrun (DistributedDataParallel)$where"
   exec "$python" -m torch.distributed.run --standalone --nproc_per_node "$gpus" \
     "$here/train.py" --opt "$opt" "${args[@]}"
 fi

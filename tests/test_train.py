@@ -298,6 +298,7 @@ def test_ddp_two_processes_on_cpu(dataset, tmp_path):
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     assert "train.sh: 2 processes with torchrun" in out and "effective batch size 2" in out
+    assert ("no CUDA GPU here, so they share the CPU" in out) == (torch.cuda.device_count() == 0)
     exp = tmp_path / "exp"
     assert sorted(p.name for p in exp.iterdir()) == ["metrics.csv", "model_best.pth", "model_latest.pth",
                                                      "options.yml"]
