@@ -10,23 +10,21 @@ Exit codes: 0 done, 1 some images could not be restored or scoring failed, 2 bad
 import argparse
 import os
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import torch
-import torchvision.transforms.functional as TF
-from skimage import img_as_ubyte
 from torch import nn
 from tqdm import tqdm
 
 from evaluations.evaluate import evaluate_folders, format_table
 from evaluations.metrics import resolve_protocol
-from utils.checkpoint import describe, model_from_checkpoint, network_options
-from utils.device import prepare_model, resolve_device, reuse_freed_cpu_memory, set_tf32, slow_amp_note
-from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, list_images, read_rgb8, write_png_atomic
-from utils.tiling import check_batch_windows, check_window, tiled_forward
+from models.weights import describe, model_from_checkpoint, network_options
+from utils.device import resolve_device, reuse_freed_cpu_memory, set_tf32, slow_amp_note
+from utils.image_io import IMAGE_EXTENSIONS, list_images
+from utils.inference import FolderRun, device_name, prepare_for_inference
+from utils.options import load_options
+from utils.tiling import check_batch_windows, check_window
 
 
 class UsageError(Exception):
@@ -135,7 +133,6 @@ def load_network(weights: Path, opt: Path | None, device: torch.device, channels
     """Builds the network once (from --opt or inferred from the checkpoint), loads it, eval mode."""
     options = None
     if opt is not None:
-        from utils.options import load_options  # imports the training stack; only needed with --opt
         try:
             options = load_options(opt)["network"]
         except ValueError as err:
@@ -146,115 +143,7 @@ def load_network(weights: Path, opt: Path | None, device: torch.device, channels
         raise UsageError(f"{err}; pass --weights path/to/model_best.pth") from None
     except ValueError as err:
         raise UsageError(str(err)) from None
-    return prepare_model(model.eval(), device, channels_last, compile)
-
-
-def device_name(device: torch.device) -> str:
-    """'cuda:0 (NVIDIA H100 ...)' or 'cpu (16 threads)'."""
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
-
-
-def to_tensor(rgb8: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1], with torchvision's to_tensor as the authors."""
-    return TF.to_tensor(rgb8).unsqueeze(0)
-
-
-def to_rgb8(image: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) in [0, 1] -> (H, W, 3) uint8 with skimage's img_as_ubyte, as the authors do."""
-    return img_as_ubyte(image[0].permute(1, 2, 0).cpu().numpy())
-
-
-class Run:
-    """One pass over the inputs: restores, writes, and keeps the counts for the summary."""
-
-    def __init__(self, model: nn.Module, args: argparse.Namespace):
-        self.model, self.args = model, args
-        self.targets = ({p.stem: p for p in list_images(args.target_dir)}
-                        if args.save_comparison and args.target_dir else {})
-        self.written: list[Path] = []
-        self.skipped: list[Path] = []
-        self.failed: list[str] = []
-        self.notes: list[str] = []
-        self.conversions: Counter[str] = Counter()
-        self.seconds = 0.0
-
-    def process(self, path: Path) -> None:
-        """Restores one image unless its result exists (and no --overwrite) or it cannot be read."""
-        out_path = self.args.output_dir / f"{path.stem}.png"
-        if out_path.exists() and not self.args.overwrite:
-            self.skipped.append(out_path)
-            return
-        start = time.perf_counter()
-        try:
-            rgb, note = read_rgb8(path)
-            restored = tiled_forward(self.model, to_tensor(rgb), self.args.win_size,
-                                     self.args.batch_windows or None, self.args.amp)
-        except ImageReadError as err:
-            self.failed.append(str(err))
-            return
-        except torch.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            self.failed.append(f"{path}: out of memory (try a smaller --batch_windows, or --amp)")
-            return
-        if note:
-            self.conversions[note] += 1
-        result = to_rgb8(restored)
-        try:
-            write_png_atomic(out_path, result, overwrite=self.args.overwrite)
-        except FileExistsError:  # appeared since the check above: still never replaced
-            self.skipped.append(out_path)
-            return
-        self.seconds += time.perf_counter() - start
-        self.written.append(out_path)
-        if self.args.save_comparison:
-            self.write_comparison(path.stem, rgb, result)
-
-    def write_comparison(self, stem: str, rgb: np.ndarray, result: np.ndarray) -> None:
-        """input | output [| target] side by side, in OUTPUT_DIR/comparison/<stem>.png."""
-        target = self.comparison_target(stem, rgb.shape)
-        panels = [rgb, result] if target is None else [rgb, result, target]
-        folder = self.args.output_dir / "comparison"
-        folder.mkdir(exist_ok=True)
-        try:
-            write_png_atomic(folder / f"{stem}.png", np.concatenate(panels, axis=1), overwrite=self.args.overwrite)
-        except FileExistsError as err:
-            self.notes.append(f"comparison not written: {err}")
-
-    def comparison_target(self, stem: str, shape: tuple[int, ...]) -> np.ndarray | None:
-        """The target with this stem, if there is one that reads and has the input's size."""
-        path = self.targets.get(stem)
-        if path is None:
-            return None
-        try:
-            target, _ = read_rgb8(path)
-        except ImageReadError as err:
-            self.notes.append(f"comparison {stem}.png without target: {err}")
-            return None
-        if target.shape != shape:
-            self.notes.append(f"comparison {stem}.png without target: {path.name} is {target.shape[1]}x"
-                              f"{target.shape[0]}, the input {shape[1]}x{shape[0]}")
-            return None
-        return target
-
-    def report(self, device: torch.device) -> str:
-        """Conversions, skipped files, notes, and the summary line."""
-        lines = []
-        if self.conversions:
-            kinds = ", ".join(f"{n} {kind}" for kind, n in self.conversions.items())
-            lines.append(f"converted to 8-bit RGB: {sum(self.conversions.values())} file(s) ({kinds})")
-        if self.skipped:
-            names = ", ".join(p.name for p in self.skipped[:5]) + (" ..." if len(self.skipped) > 5 else "")
-            lines.append(f"skipped {len(self.skipped)} existing result(s), not replaced (use --overwrite): {names}")
-        lines += self.notes
-        if self.failed:
-            lines.append(f"could not restore {len(self.failed)} file(s), skipped:")
-            lines += [f"  {failure}" for failure in self.failed]
-        per_image = f"{self.seconds / len(self.written):.2f} s per image" if self.written else "no image restored"
-        lines.append(f"{len(self.written)} image(s) written to {self.args.output_dir}, {len(self.skipped)} skipped, "
-                     f"{len(self.failed)} failed; {per_image} on {device_name(device)}")
-        return "\n".join(lines)
+    return prepare_for_inference(model, device, channels_last, compile)
 
 
 def score(args: argparse.Namespace, results: list[Path]) -> bool:
@@ -276,7 +165,7 @@ def setup(args: argparse.Namespace) -> tuple[list[Path], torch.device, nn.Module
     device = select_device(args.device, args.gpus, args.amp)
     if note := slow_amp_note(device, args.amp):
         print(note, file=sys.stderr)
-    reuse_freed_cpu_memory(device)  # same numbers; 1.3x per 256x256 window on 2 cores (bench/RESULTS.md)
+    reuse_freed_cpu_memory(device)
     model = load_network(args.weights, args.opt, device, args.channels_last, args.compile)
     make_output_dir(args.output_dir)
     return files, device, model
@@ -294,7 +183,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"test.py: error: {err}", file=sys.stderr)
         return 2
     print(f"{describe(network_options(model))}, windows of {args.win_size}, on {device_name(device)}")
-    run = Run(model, args)
+    comparison_targets = None  # stem -> target; {}: comparisons without targets
+    if args.save_comparison:
+        comparison_targets = {p.stem: p for p in list_images(args.target_dir)} if args.target_dir else {}
+    run = FolderRun(model, args.output_dir, args.win_size, args.batch_windows or None, args.amp, args.overwrite,
+                    comparison_targets)
     for path in tqdm(files, desc="deraining", unit="img"):
         run.process(path)
     print(run.report(device))

@@ -2,7 +2,7 @@
 [--amp] [--compile] [--channels_last] [--cuda_graph] [--type NeRDRainS] [--size 256] [--batch 1]
 [--weights FILE]`.
 
-Rows: the authors' way of computing (bench/authors_style.py), our exact default path, each fast
+Rows: the authors' way of computing (bench/baseline.py), our exact default path, each fast
 option given, and all of them together. Steps are interleaved across rows after a warm-up, and
 each row reports the median time, throughput, peak memory and the max abs difference of its
 output 0 from the exact path's (same weights, same input).
@@ -30,11 +30,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bench.authors_style import authors_style
+from bench.baseline import authors_baseline
 from losses import MultiScaleLoss
 from models import build_model
-from utils.checkpoint import infer_network_options, load_weights, read_checkpoint
-from utils.device import CudaGraphed, autocast, prepare_model, resolve_device, reuse_freed_cpu_memory, set_tf32
+from models.weights import model_from_checkpoint
+from utils.cuda_graph import CudaGraphed
+from utils.device import autocast, prepare_model, resolve_device, reuse_freed_cpu_memory, set_tf32
+from utils.inference import prepare_for_inference
 
 AUTHORS = "authors-style"
 FAST_OPTIONS = ("channels_last", "amp", "compile", "cuda_graph")
@@ -64,7 +66,7 @@ def row_names(args: argparse.Namespace) -> list[str]:
 def make_row(name: str, model: nn.Module) -> Row:
     """The row `name` on a copy of `model` (the exact row uses `model` itself)."""
     if name == AUTHORS:
-        return Row(name, authors_style(model))
+        return Row(name, authors_baseline(model))
     if name == "exact (default)":
         return Row(name, model)
     combo = name.split(" + ")
@@ -190,13 +192,13 @@ def proc_status_kb(field: str) -> int:
 
 def build(args: argparse.Namespace, device: torch.device) -> nn.Module:
     if args.weights:
-        ckpt = read_checkpoint(args.weights)
-        model = build_model(infer_network_options(ckpt["state_dict"]))
-        load_weights(model, ckpt["state_dict"])
+        model = model_from_checkpoint(args.weights)
     else:
         torch.manual_seed(0)
         model = build_model({"type": args.type})
-    return prepare_model(model, device)  # as test.py and train.py run it (channels_last on the CPU)
+    if args.what == "infer":  # as test.py runs it
+        return prepare_for_inference(model, device)
+    return prepare_model(model, device)  # as train.py runs it (channels_last on the CPU)
 
 
 def step_parser(description: str) -> argparse.ArgumentParser:

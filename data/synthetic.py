@@ -158,11 +158,6 @@ def _crops(load: Callable[[int], np.ndarray], count: int, n: int, size: int,
         yield random_crop(load(int(rng.integers(count))), size, rng)
 
 
-def skimage_clean_crops(n: int, size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """``n`` random uint8 RGB crops of the colour photographs bundled with scikit-image."""
-    return list(_crops(*_source(None), n, size, rng))
-
-
 def _clean_images(clean_dir: str | Path) -> list[Path]:
     """Image files directly inside ``clean_dir``; ValueError naming the dir if there are none."""
     try:

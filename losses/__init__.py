@@ -17,7 +17,7 @@ LOSSES: dict[str, type[nn.Module]] = {
 
 def build_loss(opt: dict[str, Any]) -> nn.Module:
     """Builds a loss from an options dict; `type` names the class, other keys are its arguments."""
-    return build_by_type("loss", LOSSES, opt, default="MultiScaleLoss")
+    return build_by_type("train.loss", LOSSES, opt, default="MultiScaleLoss")
 
 
 __all__ = ["LOSSES", "CharbonnierLoss", "EdgeLoss", "FFTLoss", "MultiScaleLoss", "build_loss", "target_pyramid"]

@@ -66,8 +66,8 @@ class Attention(nn.Module):
         q, k, v = qkv.split(c, dim=-1)
         # The authors' F.normalize of q and k over the pixels, applied to their product instead: the
         # same numbers without two passes over q and k. The norms come from the same view as q and k, so
-        # training's gradient reaches qkv_dwconv channels_last; as a sum of squares, 2.7x faster than
-        # vector_norm over this dim and closer to the authors' (1e-6 relative, not 8e-6). The clamp
+        # training's gradient reaches qkv_dwconv channels_last; a sum of squares is faster than
+        # vector_norm over this dim and closer to the authors' norms (bench/RESULTS.md). The clamp
         # before the root is F.normalize's 1e-12 on the norm, and gives all-zero q or k a zero gradient.
         norms = qkv[..., :2 * c].square().sum(1).clamp_min(1e-24).sqrt()
         q_norm, k_norm = norms.split(c, dim=1)
@@ -82,7 +82,12 @@ class Attention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """Gated-GELU feed-forward with a depthwise conv."""
+    """Gated-GELU feed-forward with a depthwise conv.
+
+    The authors chunk one dwconv(project_in(x)) into x1 and x2; computing the two halves apart (same
+    weights, same numbers) gives x1 a tensor of its own, on which GELU runs much faster on the CPU than
+    on a channel slice of a channels_last map.
+    """
 
     def __init__(self, dim: int, expansion: float, bias: bool):
         super().__init__()
@@ -90,21 +95,18 @@ class FeedForward(nn.Module):
         self.project_in = nn.Conv2d(dim, hidden * 2, 1, bias=bias)
         self.dwconv = DepthwiseConv(hidden * 2, bias)
         self.project_out = nn.Conv2d(hidden, dim, 1, bias=bias)
+        # On the CPU, GELU's vectorised and scalar code round differently in the last bit, and which
+        # elements take which depends on the tensor's size: so an image's result depends on the batch
+        # it is in. With batch_invariant, images go through one at a time (NeRDRain.set_batch_invariant).
+        self.batch_invariant = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The authors chunk one dwconv(project_in(x)) into x1 and x2. Computing the two halves apart
-        # (same weights, same numbers) gives x1 a tensor of its own: GELU over a channel slice of a
-        # channels_last map runs about 3x slower on the CPU. GELU's vectorised and scalar code round
-        # differently in the last bit, and which elements take which depends on the tensor's size. So
-        # on the CPU images go through one at a time: an image's result then does not depend on the
-        # batch it is in (utils/tiling.py relies on that), and one image's hidden features are held at
-        # once. GPUs keep the batch, where many small kernels would cost more.
-        if len(x) > 1 and x.device.type == "cpu":
+        if self.batch_invariant and len(x) > 1:
             return torch.cat([self.whole_batch(image) for image in x.split(1)])
         return self.whole_batch(x)
 
     def whole_batch(self, x: torch.Tensor) -> torch.Tensor:
-        """forward() on all images of `x` at once."""
+        """The feed-forward of all images of `x` at once."""
         dw = self.dwconv.main[0]
         x1, x2 = (F.conv2d(F.conv2d(x, *p), *d, padding=1, groups=dw.groups // 2)
                   for p, d in zip(_output_halves(self.project_in), _output_halves(dw)))

@@ -1,7 +1,19 @@
 """The implicit neural representation (INR) branch of NeRD-Rain."""
+from functools import cache
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+@cache
+def _cell_extent(size: int, dtype: torch.dtype) -> float:
+    """The authors' cell decoding input (2/size)*size, rounded in `dtype` as they compute it (about 2).
+
+    Host arithmetic on a scalar: a constant of the forward pass, so no device work or copy is involved.
+    """
+    extent = torch.tensor(2 / size, dtype=dtype, device="cpu") * torch.tensor(size, dtype=dtype, device="cpu")
+    return extent.item()
 
 
 class MLP(nn.Module):
@@ -36,10 +48,7 @@ class INR(nn.Module):
         h, w = feat.shape[-2:]
         first, rest = self.imnet.layers[0], self.imnet.layers[1:]
         n_feat = 9 * self.dim
-        # Cell decoding input as the authors compute it: (2/H)*H and (2/W)*W in the feature dtype. On the
-        # CPU, as Python numbers: a copy to the GPU would stop the forward from being captured as a CUDA graph.
-        cell = torch.tensor([2 / h, 2 / w], dtype=feat.dtype, device="cpu")
-        cell_h, cell_w = (cell * torch.tensor([h, w], dtype=feat.dtype, device="cpu")).tolist()
+        cell_h, cell_w = _cell_extent(h, feat.dtype), _cell_extent(w, feat.dtype)
         cell_weight = first.weight[:, n_feat + self.pe_dims:]
         bias = first.bias + (cell_weight[:, 0] * cell_h + cell_weight[:, 1] * cell_w)
         weight = first.weight[:, :n_feat].reshape(-1, self.dim, 3, 3)  # F.unfold order = conv weight order

@@ -1,10 +1,9 @@
 """Parameters and FLOPs of a network: `python -m models.summary [--type NeRDRainS] [--size 256]`.
 
-FLOPs are counted by torch.utils.flop_counter (convolutions and matrix products). The authors'
-code measures 312.6 GFLOPs (NeRD-Rain) and 158.6 (NeRD-Rain-S) at 256x256; ours is lower by
-three quarters of the INR branch, which the authors evaluate four times over (see models/inr.py),
-and higher by the attention products that levels with 2 or 4 heads compute over all channel pairs
-in one matrix product (see models/blocks.py; 11.3 G for NeRD-Rain): 293.3 and 137.5 G.
+FLOPs are counted by torch.utils.flop_counter (convolutions and matrix products). They differ from
+the authors' count: the INR branch is evaluated once, not four times over (models/inr.py), and levels
+with 2 or 4 heads compute their attention products over all channel pairs in one matrix product
+(models/blocks.py). README.md, "Known differences", gives both counts.
 """
 import argparse
 

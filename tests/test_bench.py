@@ -7,21 +7,21 @@ from collections import Counter
 
 import torch
 
-from bench.authors_style import AUTHORS_FORWARD, authors_style
+from bench.baseline import BASELINE_FORWARD, authors_baseline
 from models import build_model
-from utils.checkpoint import infer_network_options, load_weights
+from models.weights import infer_network_options, load_weights
 from utils.device import prepare_model
 
 
-def test_authors_style_baseline_gives_golden_outputs(golden):
+def test_authors_baseline_gives_golden_outputs(golden):
     model = build_model(infer_network_options(golden["state_dict"]))
     load_weights(model, golden["state_dict"])
-    baseline = authors_style(prepare_model(model, torch.device("cpu"))).eval()
+    baseline = authors_baseline(prepare_model(model, torch.device("cpu"))).eval()
     assert sum(p.numel() for p in baseline.parameters()) == sum(p.numel() for p in model.parameters())
     assert all(p.is_contiguous() for p in baseline.parameters())
     replaced = Counter(type(m) for m in baseline.modules()
-                       if getattr(m.forward, "__func__", None) is AUTHORS_FORWARD.get(type(m)))
-    assert set(replaced) == set(AUTHORS_FORWARD) and all(replaced.values())
+                       if getattr(m.forward, "__func__", None) is BASELINE_FORWARD.get(type(m)))
+    assert set(replaced) == set(BASELINE_FORWARD) and all(replaced.values())
     assert not any("forward" in vars(m) for m in model.modules()), "the model itself must stay ours"
     with torch.no_grad():
         outputs = baseline(golden["input"])

@@ -4,8 +4,9 @@ import torch
 
 from losses import MultiScaleLoss
 from models import build_model
-from utils.checkpoint import infer_network_options, load_weights
-from utils.device import CudaGraphed, autocast, set_tf32
+from models.weights import infer_network_options, load_weights
+from utils.cuda_graph import CudaGraphed
+from utils.device import autocast, set_tf32
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

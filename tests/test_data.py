@@ -187,7 +187,7 @@ def test_missing_or_empty_folders(tmp_path):
     (tmp_path / "set" / "input" / "notes.txt").write_text("not an image")
     with pytest.raises(DataError, match=rf"no images in {tmp_path / 'set' / 'input'} \(looked for .bmp"):
         PairedValDataset(tmp_path / "set", 16)
-    with pytest.raises(DataError, match="unknown dataset type 'Paired'"):
+    with pytest.raises(DataError, match=r"dataset\.type = 'Paired' must be one of ImageFolder, PairedTrain"):
         build_dataset({"type": "Paired", "dir": tmp_path})
 
 

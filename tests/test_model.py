@@ -5,9 +5,10 @@ import json
 import pytest
 import torch
 
-from models import build_model
+from models import build_model, model_name, model_options
 from models.summary import count
-from utils.checkpoint import infer_network_options, load_weights, save_checkpoint, unwrap
+from models.weights import infer_network_options, load_weights, save_network
+from utils.checkpoint import unwrap
 from utils.device import prepare_model
 
 
@@ -78,7 +79,7 @@ def test_full_config_keys_equal_authors(tmp_path, shared_dir, model_type, name):
     model = build_model({"type": model_type})
     assert sum(p.numel() for p in model.parameters()) == reference["num_params"]
     path = tmp_path / "ckpt.pth"
-    save_checkpoint(path, model, epoch=1)
+    save_network(path, model, epoch=1)
     saved = torch.load(path, weights_only=True)["state_dict"]
     assert [[k, list(v.shape)] for k, v in saved.items()] == reference["keys"]
     options = infer_network_options(saved)
@@ -90,7 +91,7 @@ def test_full_config_keys_equal_authors(tmp_path, shared_dir, model_type, name):
 def test_other_size_loads_after_inference_and_mismatch_is_explained(tmp_path):
     small = build_model({"type": "NeRDRainS"})
     path = tmp_path / "small.pth"
-    save_checkpoint(path, small)
+    save_network(path, small)
     with pytest.raises(ValueError, match=r"small\.pth.*looks like NeRD-Rain-S \(dim 32"):
         load_weights(build_model({"type": "NeRDRain"}), path)
     rebuilt = build_model(infer_network_options(torch.load(path)["state_dict"]))
@@ -147,11 +148,26 @@ def test_cpu_never_touches_cuda(monkeypatch, golden):
     assert_golden_outputs(model.eval(), golden)
 
 
-def test_build_model_errors():
-    with pytest.raises(ValueError, match="unknown network type 'Restormer'"):
-        build_model({"type": "Restormer"})
-    with pytest.raises(ValueError, match="bad network options"):
-        build_model({"widht": 3})
+@pytest.mark.parametrize("options, message", [
+    ({"type": "Restormer"}, r"network\.type = 'Restormer' must be one of NeRDRain, NeRDRainS"),
+    ({"dimm": 8}, r"unknown option 'network\.dimm'.*Did you mean 'dim'.*num_blocks"),
+    ({"heads": [1, 2, 5]}, r"level 3 has 192 channels, not divisible by 5 heads"),
+    ({"num_blocks": [2, 3]}, r"num_blocks = \[2, 3\] must be 3 positive integers"),
+    ({"type": "NeRDRainS", "dim": 0}, r"dim = 0 must be a positive integer"),
+])
+def test_build_model_errors(options, message):
+    with pytest.raises(ValueError, match=message):
+        build_model(options)
+
+
+def test_the_paper_sizes_are_defined_once():
+    """NeRDRain's defaults are NeRD-Rain; a size is named from its full options, as checkpoints give them."""
+    assert model_name(model_options("NeRDRain")) == "NeRD-Rain"
+    assert model_name(model_options("NeRDRainS")) == "NeRD-Rain-S"
+    assert model_name({**model_options("NeRDRainS"), "num_blocks": [1, 1, 1]}) is None
+    with torch.device("meta"):
+        small = build_model({"type": "NeRDRainS"})
+    assert infer_network_options(small.state_dict()) == model_options("NeRDRainS")
 
 
 def test_flops_report():
@@ -166,14 +182,15 @@ def test_flops_report():
                                                         (3, True, True)])
 def test_attention_and_feed_forward_compute_the_authors_forward(heads, bias, channels_last):
     """Our reordered attention and split feed-forward against Restormer's code, in float64."""
-    from bench.authors_style import attention, feed_forward
+    from bench.baseline import baseline_attention, baseline_feed_forward
     from models.blocks import Attention, FeedForward
 
     torch.manual_seed(0)
     x = torch.randn(2, 12 * heads, 10, 14, dtype=torch.float64)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    pairs = ((Attention(12 * heads, heads, bias), attention), (FeedForward(12 * heads, 2.66, bias), feed_forward))
+    pairs = ((Attention(12 * heads, heads, bias), baseline_attention),
+             (FeedForward(12 * heads, 2.66, bias), baseline_feed_forward))
     for module, authors in pairs:
         module = module.double()
         for p in module.parameters():
@@ -186,6 +203,19 @@ def test_attention_and_feed_forward_compute_the_authors_forward(heads, bias, cha
         for g_ours, g_theirs in zip(torch.autograd.grad(ours.square().sum(), [x, *module.parameters()]),
                                     torch.autograd.grad(theirs.square().sum(), [x, *module.parameters()])):
             torch.testing.assert_close(g_ours, g_theirs, rtol=1e-9, atol=1e-9)
+
+
+def test_batch_invariant_network_gives_each_image_its_own_numbers():
+    """On the CPU, a batch's last bits otherwise depend on its size (GELU's vector and scalar code).
+    Batches of 2 and 3 here: a batch of one takes other convolution kernels (utils/tiling.py)."""
+    torch.manual_seed(0)
+    model = prepare_model(build_model({"dim": 8, "num_blocks": [1, 1, 1], "heads": [1, 1, 2]}).eval(),
+                          torch.device("cpu")).set_batch_invariant()
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        three = model(x)[0]
+        pairs = torch.cat([model(x[:2])[0], model(x[1:])[0][1:]])
+    assert torch.equal(three, pairs)
 
 
 def test_attention_gradient_reaches_qkv_dwconv_channels_last():

@@ -6,11 +6,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import skimage.data
 from skimage.metrics import peak_signal_noise_ratio
 
-from data.synthetic import PRESETS, add_rain, ensure_pairs, make_pairs, skimage_clean_crops
+from data.synthetic import PRESETS, SKIMAGE_PHOTOS, add_rain, ensure_pairs, make_pairs, random_crop
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def skimage_clean_crops(n: int, size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """`n` random uint8 RGB crops of the colour photographs bundled with scikit-image, drawn as
+    data.synthetic draws them."""
+    photos = [getattr(skimage.data, name)() for name in SKIMAGE_PHOTOS]
+    photos = [p[0] if isinstance(p, tuple) else p for p in photos]
+    return [random_crop(photos[int(rng.integers(len(photos)))], size, rng) for _ in range(n)]
 
 
 def _rainy(seed: int, preset: str = "heavy") -> np.ndarray:

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from models import build_model
-from utils.checkpoint import model_from_checkpoint, save_checkpoint
+from models.weights import model_from_checkpoint, save_network
 from utils.image_io import read_rgb8, write_png_atomic
+from utils import inference
 from utils.tiling import tiled_forward
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +28,7 @@ RNG = np.random.default_rng(0)
 def weights(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
-    save_checkpoint(path, build_model(TINY), epoch=1)
+    save_network(path, build_model(TINY), epoch=1)
     return path
 
 
@@ -51,7 +52,7 @@ def run(tmp_path: Path, weights: Path, *extra: str, inputs: Path | None = None) 
 
 def expected_png(weights: Path, image: np.ndarray) -> np.ndarray:
     model = model_from_checkpoint(weights).eval()
-    return cli.to_rgb8(tiled_forward(model, cli.to_tensor(image), 32))
+    return inference.to_rgb8(tiled_forward(model, inference.to_tensor(image), 32))
 
 
 def test_restores_every_image_as_png_named_after_it(tmp_path, weights, capsys):
@@ -220,7 +221,7 @@ def test_out_of_memory_is_reported_per_image(tmp_path, weights, capsys, monkeypa
     def no_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(cli, "tiled_forward", no_memory)
+    monkeypatch.setattr(inference, "tiled_forward", no_memory)
     assert run(tmp_path, weights, "--batch_windows", "4") == 1
     assert "a.png: out of memory (try a smaller --batch_windows" in capsys.readouterr().out
 

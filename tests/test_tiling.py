@@ -7,7 +7,8 @@ from skimage import img_as_ubyte
 from torch import nn
 
 from models import build_model
-from utils.checkpoint import infer_network_options, load_weights
+from models.weights import infer_network_options, load_weights
+from utils.inference import prepare_for_inference
 from utils.tiling import (check_batch_windows, check_window, reflect_pad_to, tiled_forward, window_chunks,
                           window_layout)
 
@@ -16,8 +17,9 @@ TINY = {"type": "NeRDRain", "dim": 8, "num_blocks": [1, 1, 1], "heads": [1, 1, 2
 
 @pytest.fixture(scope="module")
 def tiny_model() -> nn.Module:
+    """As test.py runs it on the CPU: channels_last and batch invariant."""
     torch.manual_seed(0)
-    return build_model(TINY).eval()
+    return prepare_for_inference(build_model(TINY), torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")

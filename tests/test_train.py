@@ -18,9 +18,10 @@ import yaml
 import train
 from losses import MultiScaleLoss
 from models import build_model
-from utils.checkpoint import load_weights
+from models.weights import load_weights
+from utils.experiment import METRICS_HEADER
 from utils.options import REPO_ROOT, load_options
-from utils.scheduler import build_scheduler, epoch_lrs
+from utils.scheduler import build_scheduler
 
 TINY_NET = {"type": "NeRDRain", "dim": 8, "num_blocks": [1, 1, 1], "heads": [1, 1, 2]}
 
@@ -95,14 +96,13 @@ def full_run(dataset, tmp_path_factory) -> Path:
     return opt.parent / "exp"
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")  # epoch_lrs: torch's hint, raised inside warmup-scheduler
-def test_writes_the_checkpoints_and_metrics(full_run):
+def test_writes_the_checkpoints_and_metrics(full_run, epoch_lrs):
     names = sorted(p.name for p in full_run.iterdir())
     assert names == ["metrics.csv", "model_best.pth", "model_epoch_2.pth", "model_epoch_4.pth", "model_latest.pth",
                      "options.yml"]
     with (full_run / "metrics.csv").open() as f:
         assert f.readline() == "epoch,iterations,loss,lr,val_psnr,best_psnr,seconds\n"
-        rows = list(csv.DictReader(f, fieldnames=train.METRICS_HEADER))
+        rows = list(csv.DictReader(f, fieldnames=METRICS_HEADER))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4] and [int(r["iterations"]) for r in rows] == [2, 4, 6, 8]
     assert [float(r["lr"]) for r in rows] == pytest.approx(epoch_lrs(4, 1e-3, 1), rel=1e-6)
     psnrs = [float(r["val_psnr"]) for r in rows]

@@ -1,14 +1,11 @@
-"""Reading and writing checkpoints in the authors' format (`{'state_dict': ..., ...}`, authors' key names)."""
+"""Checkpoint files: reading one safely (weights only) and writing one atomically."""
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from models import build_model
-from models.key_map import from_authors_keys, to_authors_keys
 from utils.image_io import atomic_save
 
 StateDict = dict[str, torch.Tensor]
@@ -20,6 +17,14 @@ def unwrap(model: nn.Module) -> nn.Module:
     while isinstance(getattr(model, "module", None), nn.Module) or hasattr(model, "_orig_mod"):
         model = getattr(model, "module", None) or model._orig_mod
     return model
+
+
+def strip_wrapper_prefixes(state_dict: StateDict) -> StateDict:
+    """A state_dict without the `module.` / `_orig_mod.` prefix that wrappers put on every key."""
+    for prefix in _WRAPPER_PREFIXES:
+        if state_dict and all(k.startswith(prefix) for k in state_dict):
+            state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}
+    return state_dict
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -41,91 +46,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return obj
 
 
-def network_state(state_dict: StateDict) -> StateDict:
-    """A state_dict in our names, whatever wrapper prefixes or naming (authors' or ours) it had."""
-    for prefix in _WRAPPER_PREFIXES:
-        if state_dict and all(k.startswith(prefix) for k in state_dict):
-            state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}
-    return from_authors_keys(state_dict)
-
-
-def infer_network_options(state_dict: StateDict) -> dict[str, Any]:
-    """The build_model options (dim, num_blocks, heads, ...) a state_dict was trained with."""
-    sd = network_state(state_dict)
-    if "enc_small.entry.weight" not in sd:
-        raise ValueError("not a NeRD-Rain state_dict: no patch_embed_small.proj.weight")
-    dim = sd["enc_small.entry.weight"].shape[0]
-
-    def level(name: str) -> tuple[int, int]:
-        blocks = {int(m.group(1)) for k in sd if (m := re.match(rf"enc_small\.{name}\.(\d+)\.", k))}
-        return len(blocks), sd[f"enc_small.{name}.0.attn.temperature"].shape[0]
-
-    (n1, h1), (n2, h2), (n3, h3) = level("level1"), level("level2"), level("latent")
-    hidden = sd["enc_small.level1.0.ffn.project_in.weight"].shape[0] // 2
-    return {
-        "type": "NeRDRain", "dim": dim, "num_blocks": [n1, n2, n3], "heads": [h1, h2, h3],
-        "ffn_expansion_factor": 2.66 if hidden == int(dim * 2.66) else hidden / dim,
-        "bias": "enc_small.level1.0.attn.qkv.bias" in sd,
-        "layernorm_type": "WithBias" if "enc_small.level1.0.norm1.body.bias" in sd else "BiasFree",
-    }
-
-
-def describe(options: dict[str, Any]) -> str:
-    """'NeRD-Rain-S (dim 32, blocks [2, 3, 3], heads [1, 2, 4])' for a set of network options."""
-    name = {48: "NeRD-Rain", 32: "NeRD-Rain-S"}.get(options.get("dim"), "a NeRD-Rain variant")
-    return f"{name} (dim {options.get('dim')}, blocks {options.get('num_blocks')}, heads {options.get('heads')})"
-
-
-def load_weights(model: nn.Module, source: str | os.PathLike | StateDict) -> dict[str, Any]:
-    """Loads weights strictly from a checkpoint path or a state_dict; returns the checkpoint dict.
-
-    Accepts the authors' checkpoints (with or without `module.`), bare state_dicts and ours.
-    """
-    ckpt = {"state_dict": source} if isinstance(source, dict) else read_checkpoint(source)
-    _load_state(model, ckpt["state_dict"], "state_dict" if isinstance(source, dict) else str(source))
-    return ckpt
-
-
-def _load_state(model: nn.Module, state_dict: StateDict, where: str) -> None:
-    sd = network_state(state_dict)
-    net = unwrap(model)
-    expected = net.state_dict()
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
-    wrong = [k for k in expected if k in sd and sd[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        problems = [f"{what}: {', '.join(to_authors(keys)[:4])}{' ...' if len(keys) > 4 else ''} ({len(keys)})"
-                    for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
-                    if keys]
-        try:
-            looks_like = f"; the file looks like {describe(infer_network_options(sd))}"
-        except (ValueError, KeyError):
-            looks_like = ""
-        raise ValueError(f"{where} does not fit the network {describe(network_options(net))}{looks_like}. "
-                         + "; ".join(problems) + ". Build the network the checkpoint was trained with "
-                         "(leave out --opt: it is inferred from the file).")
-    net.load_state_dict(sd)
-
-
-def to_authors(keys: list[str]) -> list[str]:
-    """Our key names as the authors' (for messages)."""
-    return list(to_authors_keys(dict.fromkeys(keys)))
-
-
-def network_options(model: nn.Module) -> dict[str, Any]:
-    """The options of a built network, read from its own weights."""
-    return infer_network_options(unwrap(model).state_dict())
-
-
-def model_from_checkpoint(path: str | os.PathLike, options: dict[str, Any] | None = None) -> nn.Module:
-    """Builds the network a checkpoint was trained with (or `options`) and loads its weights."""
-    ckpt = read_checkpoint(path)
-    model = build_model(options or infer_network_options(ckpt["state_dict"]))
-    _load_state(model, ckpt["state_dict"], str(path))
-    return model
-
-
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> None:
-    """Writes `{'state_dict': authors' names, **extra}` atomically (temp file + rename)."""
-    state = {k: v.detach().cpu() for k, v in to_authors_keys(unwrap(model).state_dict()).items()}
+def save_checkpoint(path: str | os.PathLike, state_dict: StateDict, **extra: Any) -> None:
+    """Writes `{**extra, 'state_dict': state_dict}` atomically (temp file + rename), tensors on the CPU."""
+    state = {k: v.detach().cpu() for k, v in state_dict.items()}
     atomic_save(path, lambda tmp: torch.save({**extra, "state_dict": state}, tmp))

@@ -1,9 +1,8 @@
-"""Choosing the compute device and the fast paths (bf16 autocast, channels_last, compile, CUDA graphs)."""
+"""Choosing the compute device and the fast paths (bf16 autocast, channels_last, compile)."""
 import contextlib
 import ctypes
 import ctypes.util
 import sys
-import warnings
 
 import torch
 from torch import nn
@@ -31,7 +30,7 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
 def slow_amp_note(device: torch.device, amp: bool) -> str | None:
     """A note for --amp on a CPU without native bf16 convolutions, where it is far slower, else None."""
     # No public API says whether oneDNN has bf16 kernels on this CPU; without them convolutions fall
-    # back to a slow path: 12x slower training and 22x slower inference on 2 AMD EPYC (AVX2) cores.
+    # back to a slow path, an order of magnitude slower than fp32 (bench/RESULTS.md).
     if amp and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return ("note: this CPU has no native bf16 convolutions, so --amp makes NeRD-Rain 10x to 20x slower "
                 "here; it is meant for GPUs")
@@ -52,12 +51,11 @@ def reuse_freed_cpu_memory(device: torch.device) -> bool:
     it took (Linux only; off the CPU it does nothing).
 
     glibc gives every block above 32 MiB back to the OS on free, so each large activation of a
-    256x256 window is page-faulted and zeroed anew: about a fifth of a CPU forward pass. PyTorch has
-    no CPU caching allocator to turn on (preloading jemalloc or tcmalloc would do the same), so
-    mallopt stops glibc from mmap-ing large blocks and from trimming the heap. Outputs are
-    unchanged. The process keeps its peak memory until it exits; at inference that peak is a little
-    above the default's (glibc's aligned allocations fragment the heap), while training reaches the
-    same peak at every iteration either way. test.py and train.py call it.
+    256x256 window is page-faulted and zeroed anew. PyTorch has no CPU caching allocator to turn on
+    (preloading jemalloc or tcmalloc would do the same), so mallopt stops glibc from mmap-ing large
+    blocks and from trimming the heap. Outputs are unchanged. The process keeps its peak memory until
+    it exits; at inference that peak is a little above the default's (glibc's aligned allocations
+    fragment the heap). Gains and peaks are in bench/RESULTS.md.
     """
     if device.type != "cpu" or not sys.platform.startswith("linux"):
         return False
@@ -75,49 +73,8 @@ def prepare_model(model: nn.Module, device: torch.device, channels_last: bool = 
     optionally torch.compile's it.
 
     On the CPU, channels_last is always used: oneDNN's convolutions and the LayerNorm then need no
-    layout conversions, which makes NeRD-Rain about 1.1x faster at the same numbers (within 1e-6).
+    layout conversions, which is faster at the same numbers (within 1e-6).
     """
     channels_last = channels_last or device.type == "cpu"
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     return torch.compile(model) if compile else model
-
-
-class _Forward(nn.Module):
-    """`net` behind a module of its own: graphing this one leaves `net.forward` eager."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.net(x)
-
-
-class CudaGraphed:
-    """`net`'s training forward and backward as CUDA graphs (the --cuda_graph option): captured on the
-    first call, under the autocast that the training steps use, and replayed for inputs of that shape.
-    Inputs of another shape (a smaller last batch) run `net` eagerly.
-
-    A training step of NeRD-Rain launches about 11,000 small kernels; at batch 1 and 256x256 the GPU
-    waits on the host for most of the step. torch.cuda.make_graphed_callables records them once and
-    replays them: each input is copied into a fixed buffer, the parameters are read where they are.
-    The outputs of a replay are overwritten by the next one. Call `net` itself for evaluation.
-    """
-
-    def __init__(self, net: nn.Module):
-        self.net = net
-        self.shape: torch.Size | None = None
-        self.graphed: nn.Module | None = None
-
-    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if self.graphed is None:
-            if x.device.type != "cuda":
-                raise ValueError("CUDA graphs need a CUDA device")
-            # On an H100, train.py printed PyTorch's warning that a gradient accumulator's stream differs
-            # from its gradient's (the accumulators were made on make_graphed_callables' capture stream).
-            # The gradients are right (tests/test_cuda.py); bench/RESULTS.md's timings include the sync.
-            warnings.filterwarnings("ignore", message="The AccumulateGrad node's stream does not match")
-            self.shape = x.shape
-            self.graphed = torch.cuda.make_graphed_callables(_Forward(self.net).train(), (x,),
-                                                             allow_unused_input=True)
-        return self.graphed(x) if x.shape == self.shape else self.net(x)

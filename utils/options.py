@@ -1,50 +1,30 @@
-"""Training options: YAML files merged over the authors' recipe, with `--set key.sub=value` overrides.
+"""Training options: a YAML file read over the authors' recipe (options/defaults.yml), then
+`--set key.sub=value` overrides.
 
     opt = load_options("options/rain200l.yml", ["train.lr=2e-4", "datasets.train.batch_size=4"])
-    model = build_model(opt["network"])
 
-Sections: `network` (build_model options), `datasets` (`train` and `val`), `train`, `paths`.
-Keys outside `DEFAULTS` are rejected, naming the key and where it was set (typo protection); the
-`network` and `train.loss` sections accept the arguments of the class their `type` names.
-Relative paths in options are relative to the repository root (`resolve_path`).
+Sections: `network`, `datasets` (`train` and `val`), `train`, `paths`. A key that defaults.yml does
+not have is rejected, naming the key and where it was set (typo protection), and every value must
+have its default's type. `network` and `train.loss` are open: their keys are the arguments of the
+class their `type` names, checked where that class is built. Relative paths in options are taken
+from the repository root (`resolve_path`).
 """
 import copy
 import difflib
-import inspect
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
-from losses import LOSSES
-from models import MODELS, NeRDRain
 from utils.image_io import atomic_save
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULTS_FILE = REPO_ROOT / "options" / "defaults.yml"
 
-# The authors' recipe (NERD_RAIN_SPEC.md, "Training as the authors run it"); worker counts are ours.
-DEFAULTS: dict[str, Any] = {
-    "network": {"type": "NeRDRain"},
-    "datasets": {
-        "train": {"dir": "Datasets/Rain200L/train", "patch_size": 256, "batch_size": 1, "num_workers": 8,
-                  "pairing": "stem"},
-        "val": {"dir": "Datasets/Rain200L/test", "patch_size": 256, "batch_size": 1, "num_workers": 4,
-                "pairing": "stem"},
-    },
-    "train": {
-        "epochs": 3000, "lr": 1e-4, "betas": [0.9, 0.999], "eps": 1e-8, "warmup_epochs": 3, "eta_min": 1e-6,
-        "schedule": "epoch",
-        "loss": {"type": "MultiScaleLoss", "char": 1.0, "fft": 0.01, "edge": 0.05, "inr": 0.1},
-        "seed": 1234, "amp": False, "compile": False, "channels_last": False, "cuda_graph": False, "val_every": 1,
-        "save_every": 1,
-    },
-    "paths": {"experiment": "experiments/rain200l"},
-}
-
-# Sections whose keys are the constructor arguments of the class named by their `type`.
-_OPEN_SECTIONS = {("network",): MODELS, ("train", "loss"): LOSSES}
+# Sections whose keys are the constructor arguments of the class their `type` names.
+OPEN_SECTIONS = {("network",), ("train", "loss")}
 
 
 class OptionsError(ValueError):
@@ -107,6 +87,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+DEFAULTS: dict[str, Any] = _read_yaml(DEFAULTS_FILE)
+
+
 def _dotted(keys: tuple[str, ...]) -> str:
     return ".".join(keys)
 
@@ -115,11 +98,11 @@ def _merge(base: dict[str, Any], update: dict[str, Any], at: tuple[str, ...], so
            origin: dict[str, str]) -> None:
     """Deep-merges `update` into `base` in place, rejecting keys `base` does not know (outside open
     sections) and recording in `origin` where each value was set."""
-    if at in _OPEN_SECTIONS and "type" in update and update["type"] != base.get("type"):
+    if at in OPEN_SECTIONS and "type" in update and update["type"] != base.get("type"):
         base.clear()  # another class: the defaults' arguments belong to the old one
     for key, value in update.items():
         keys = (*at, str(key))
-        if key not in base and at not in _OPEN_SECTIONS:
+        if key not in base and at not in OPEN_SECTIONS:
             raise OptionsError(_unknown_key(keys, source, sorted(base)))
         if isinstance(base.get(key), dict):
             if not isinstance(value, dict):
@@ -138,24 +121,17 @@ def _unknown_key(keys: tuple[str, ...], source: str, known: list[str]) -> str:
     return f"unknown option '{_dotted(keys)}' in {source}.{hint} Known keys in {section}: {', '.join(known)}"
 
 
-def _get(opt: dict[str, Any], keys: tuple[str, ...]) -> Any:
-    for key in keys:
-        opt = opt[key]
-    return opt
+Fail = Callable[..., NoReturn]
 
 
 def _validate(opt: dict[str, Any], origin: dict[str, str]) -> None:
-    """Types against DEFAULTS, the open sections against their classes, then the ranges that matter."""
+    """Types against DEFAULTS, then the ranges that matter."""
 
-    def fail(key: str, message: str, *related: str) -> None:
+    def fail(key: str, message: str, *related: str) -> NoReturn:
         sources = dict.fromkeys(origin.get(k, "the defaults") for k in (key, *related))
         raise OptionsError(f"{key} {message} (set in {' and '.join(sources)})")
 
     _check_types(opt, DEFAULTS, (), fail)
-    for keys, registry in _OPEN_SECTIONS.items():
-        _check_open_section(_get(opt, keys), keys, registry, origin, fail)
-    _check_network(opt["network"], fail)
-
     data, train = opt["datasets"], opt["train"]
     for split in ("train", "val"):
         prefix = f"datasets.{split}"
@@ -192,15 +168,16 @@ def _validate(opt: dict[str, Any], origin: dict[str, str]) -> None:
         fail("paths.experiment", "must name a folder")
 
 
-def _check_types(opt: dict[str, Any], reference: dict[str, Any], at: tuple[str, ...], fail) -> None:
+def _check_types(opt: dict[str, Any], reference: dict[str, Any], at: tuple[str, ...], fail: Fail) -> None:
     """Values must have their default's type; ints pass as floats, and so do strings like '1e-4'
-    (YAML reads exponents without a dot as strings)."""
+    (YAML reads exponents without a dot as strings). Open sections need a `type` name only."""
     for key, default in reference.items():
         keys = (*at, key)
-        if keys in _OPEN_SECTIONS:
-            continue
         value = opt[key]
-        if isinstance(default, dict):
+        if keys in OPEN_SECTIONS:
+            if not isinstance(value.get("type"), str):
+                fail(_dotted((*keys, "type")), f"= {value.get('type')!r} must name a class, e.g. {default['type']}")
+        elif isinstance(default, dict):
             _check_types(value, default, keys, fail)
         elif isinstance(default, bool):
             if not isinstance(value, bool):
@@ -214,41 +191,10 @@ def _check_types(opt: dict[str, Any], reference: dict[str, Any], at: tuple[str, 
             fail(_dotted(keys), f"= {value!r} must be a {type(default).__name__}")
 
 
-def _as_float(value: Any, on_error) -> float:
+def _as_float(value: Any, on_error: Callable[[], NoReturn]) -> float:
     if isinstance(value, bool):
         on_error()
     try:
         return float(value)
     except (TypeError, ValueError):
         on_error()
-
-
-def _check_open_section(section: dict[str, Any], keys: tuple[str, ...], registry: dict[str, Any],
-                        origin: dict[str, str], fail) -> None:
-    name = section.get("type")
-    if name not in registry:
-        fail(f"{_dotted(keys)}.type", f"= {name!r} must be one of {', '.join(sorted(registry))}")
-    target = NeRDRain if registry is MODELS else registry[name]  # every network type is a NeRDRain preset
-    known = ["type", *(p for p in inspect.signature(target).parameters if p not in ("self", "args", "kwargs"))]
-    for key in section:
-        if key not in known:
-            source = origin.get(f"{_dotted(keys)}.{key}", "the options")
-            raise OptionsError(_unknown_key((*keys, key), source, known))
-
-
-def _check_network(net: dict[str, Any], fail) -> None:
-    """Shapes the network needs: 3 levels of blocks and heads dividing each level's width."""
-    resolved = {name: p.default for name, p in inspect.signature(NeRDRain).parameters.items()}
-    resolved.update(MODELS[net["type"]], **net)
-    dim = resolved["dim"]
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        fail("network.dim", f"= {dim!r} must be a positive integer")
-    for key in ("num_blocks", "heads"):
-        value = resolved[key]
-        if (not isinstance(value, (list, tuple)) or len(value) != 3
-                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)):
-            fail(f"network.{key}", f"= {value!r} must be 3 positive integers (levels 1, 2, 3)")
-    for level, heads in enumerate(resolved["heads"]):
-        if (dim << level) % heads:
-            fail("network.heads", f"= {resolved['heads']}: level {level + 1} has {dim << level} channels, "
-                                  f"not divisible by {heads} heads")

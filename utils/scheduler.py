@@ -11,9 +11,9 @@ Trainer call pattern for mode 'epoch' (reproduces golden/lr_schedule.json; epoch
 To resume, build the scheduler as above, call `scheduler.load_state_dict(saved)` and go on from
 `epoch + 1`. For mode 'iteration', call `scheduler.step()` after every optimizer step instead.
 """
+import warnings
 from typing import Any
 
-import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
 from warmup_scheduler import GradualWarmupScheduler
@@ -26,6 +26,12 @@ class ResumableWarmupScheduler(GradualWarmupScheduler):
     optimizer, weights_only loading refuses it, and once loaded the cosine steps drive that stale copy
     instead of the live optimizer (the rate freezes). Here it holds the after_scheduler's state_dict.
     """
+
+    def step(self, epoch: int | None = None, metrics: Any = None) -> None:
+        # warmup-scheduler 0.3 calls get_lr() in every step, which makes torch warn every time.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="To get the last learning rate computed by the scheduler")
+            super().step(epoch, metrics)
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
@@ -65,15 +71,3 @@ def build_scheduler(optimizer: Optimizer, num_epochs: int, warmup_epochs: int = 
             CosineAnnealingLR(optimizer, T_max=total - warmup - 1, eta_min=eta_min),
         ])
     raise ValueError(f"unknown scheduler mode {mode!r}; choose 'epoch' or 'iteration'")
-
-
-def epoch_lrs(num_epochs: int, lr: float, warmup_epochs: int = 3, eta_min: float = 1e-6) -> list[float]:
-    """The rate each epoch runs at (index e-1 for epoch e), stepping as the trainer does."""
-    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
-    scheduler = build_scheduler(optimizer, num_epochs, warmup_epochs, eta_min)
-    rates = []
-    for _ in range(num_epochs):
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()  # no gradients: a no-op that keeps torch's step-order check quiet
-        scheduler.step()
-    return rates

@@ -1,11 +1,12 @@
-"""The authors' way of computing NeRD-Rain, as a baseline for benchmarks.
+"""The authors' way of computing NeRD-Rain, as a baseline for benchmarks only: never used by the project.
 
-The authors' code cannot be fetched here, so this puts their forward passes back on our modules,
-sharing their weights, wherever ours compute the same numbers differently: Restormer's LayerNorm
-(mean and variance over a permuted copy), Restormer's attention (q and k normalised, then multiplied
-head by head), the feed-forward gate out of place, and the LIIF-style INR query (3x3 unfold, four
-grid-sampled ensemble queries through the MLP, area weights). `tests/test_bench.py` checks it still
-gives the golden outputs.
+The authors' code cannot be fetched here, so `authors_baseline` copies a network and puts their
+forward passes back on the copy's modules, wherever ours compute the same numbers differently:
+Restormer's LayerNorm (mean and variance over a permuted copy), Restormer's attention (q and k
+normalised, then multiplied head by head), the feed-forward gate out of place, and the LIIF-style INR
+query (3x3 unfold, four grid-sampled ensemble queries through the MLP, area weights). Editing a
+`baseline_*` function changes the benchmark's baseline, not the network. `tests/test_bench.py`
+checks that the baseline still gives the golden outputs.
 """
 import copy
 import types
@@ -19,7 +20,7 @@ from models.blocks import Attention, FeedForward, _ChannelNorm
 from models.inr import INR
 
 
-def layer_norm(self: _ChannelNorm, x: torch.Tensor) -> torch.Tensor:
+def baseline_layer_norm(self: _ChannelNorm, x: torch.Tensor) -> torch.Tensor:
     """Restormer's WithBias_LayerNorm on a (B, HW, C) copy."""
     b, c, h, w = x.shape
     x3 = x.permute(0, 2, 3, 1).reshape(b, h * w, c)  # to_3d
@@ -29,7 +30,7 @@ def layer_norm(self: _ChannelNorm, x: torch.Tensor) -> torch.Tensor:
     return x3.reshape(b, h, w, c).permute(0, 3, 1, 2)  # to_4d
 
 
-def attention(self: Attention, x: torch.Tensor) -> torch.Tensor:
+def baseline_attention(self: Attention, x: torch.Tensor) -> torch.Tensor:
     """Restormer's Attention.forward (its einops rearranges written as reshapes)."""
     b, c, h, w = x.shape
     q, k, v = (t.reshape(b, self.heads, -1, h * w) for t in self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1))
@@ -39,7 +40,7 @@ def attention(self: Attention, x: torch.Tensor) -> torch.Tensor:
     return self.project_out((attn @ v).reshape(b, c, h, w))
 
 
-def feed_forward(self: FeedForward, x: torch.Tensor) -> torch.Tensor:
+def baseline_feed_forward(self: FeedForward, x: torch.Tensor) -> torch.Tensor:
     """Restormer's FeedForward.forward."""
     x1, x2 = self.dwconv(self.project_in(x)).chunk(2, dim=1)
     return self.project_out(F.gelu(x1) * x2)
@@ -52,7 +53,7 @@ def _grid_centres(h: int, w: int, device: torch.device) -> torch.Tensor:
     return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1)
 
 
-def inr(self: INR, feat: torch.Tensor) -> torch.Tensor:
+def baseline_inr(self: INR, feat: torch.Tensor) -> torch.Tensor:
     """LIIF query of the feature map's own grid: four ensemble terms, each a full MLP pass."""
     b, c, h, w = feat.shape
     unfolded = F.unfold(feat, 3, padding=1).view(b, c * 9, h, w)
@@ -76,17 +77,18 @@ def inr(self: INR, feat: torch.Tensor) -> torch.Tensor:
     return out.permute(0, 2, 1).reshape(b, -1, h, w)
 
 
-AUTHORS_FORWARD: dict[type[nn.Module], Callable[..., torch.Tensor]] = {
-    _ChannelNorm: layer_norm, Attention: attention, FeedForward: feed_forward, INR: inr}
+BASELINE_FORWARD: dict[type[nn.Module], Callable[..., torch.Tensor]] = {
+    _ChannelNorm: baseline_layer_norm, Attention: baseline_attention, FeedForward: baseline_feed_forward,
+    INR: baseline_inr}
 
 
-def authors_style(model: nn.Module) -> nn.Module:
+def authors_baseline(model: nn.Module) -> nn.Module:
     """A copy of `model` (same weights, contiguous) computing LayerNorm, attention, feed-forward and INR
     the authors' way."""
     model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     for module in model.modules():
         if isinstance(module, _ChannelNorm) and module.bias is None:
             raise ValueError("the authors-style baseline covers the WithBias LayerNorm only")
-        if type(module) in AUTHORS_FORWARD:
-            module.forward = types.MethodType(AUTHORS_FORWARD[type(module)], module)
+        if type(module) in BASELINE_FORWARD:
+            module.forward = types.MethodType(BASELINE_FORWARD[type(module)], module)
     return model

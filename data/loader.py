@@ -1,0 +1,65 @@
+"""Datasets and DataLoaders of a training run, from its options: seeded workers that live through a
+SIGTERM sent to the whole job."""
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from utils.options import resolve_path
+from utils.rng import seed_host_generators
+from utils.signals import ignore_sigterm, sigterm_blocked
+
+from .datasets import DataError, build_dataset
+
+_DATASET_TYPES = {"train": "PairedTrain", "val": "PairedVal"}
+
+
+def init_worker(worker_id: int) -> None:
+    """Seeds the generators the augmentation draws from (Python's and NumPy's) from the worker's torch
+    seed, which the loader derives from its generator; and ignores SIGTERM (see Loader)."""
+    ignore_sigterm()
+    seed_host_generators(torch.initial_seed())
+
+
+class Loader(DataLoader):
+    """A DataLoader whose workers live through a SIGTERM sent to the whole job.
+
+    Job schedulers (and `timeout`) send SIGTERM to every process of the job. A worker killed by it
+    would end the main process with a DataLoader error before it saves model_latest.pth; so workers
+    start with SIGTERM blocked and ignore it from init_worker on, and the main process, which gets
+    the signal too, shuts them down itself, as after Ctrl-C. Blocking it while they start matters:
+    a signal could otherwise arrive before init_worker runs.
+    """
+
+    def __init__(self, dataset: Any, **kwargs: Any):
+        super().__init__(dataset, worker_init_fn=init_worker, **kwargs)
+
+    def __iter__(self) -> Any:
+        with sigterm_blocked():
+            return super().__iter__()  # starts the workers
+
+
+def dataset_from_options(datasets: dict[str, Any], split: str) -> Dataset:
+    """The dataset of options section `datasets.<split>` ('train': augmented pairs, 'val': centre crops)."""
+    section = datasets[split]
+    args = {k: v for k, v in section.items() if k not in ("batch_size", "num_workers")}
+    try:
+        return build_dataset({**args, "type": _DATASET_TYPES[split], "dir": resolve_path(args["dir"])})
+    except DataError as err:
+        raise DataError(f"datasets.{split}: {err} (datasets.{split}.dir = {section['dir']}; relative paths "
+                        "start at the repository root)") from None
+
+
+def loader_from_options(dataset: Dataset, section: dict[str, Any], device: torch.device,
+                        sampler: Sampler | None = None, generator: torch.Generator | None = None) -> Loader:
+    """A Loader with the batch size and worker count of an options section `datasets.<split>`."""
+    return Loader(dataset, batch_size=section["batch_size"], sampler=sampler, num_workers=section["num_workers"],
+                  generator=generator, pin_memory=device.type == "cuda")
+
+
+def worker_error_message(err: BaseException) -> str:
+    """The message of an error; for one re-raised from a DataLoader worker, its original message."""
+    lines = [line for line in str(err).strip().splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught "):
+        return lines[-1].split(": ", 1)[-1]
+    return " ".join(lines) or type(err).__name__
