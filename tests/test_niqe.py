@@ -1,11 +1,17 @@
-"""NIQE against the authors' MATLAB release, its resize and AGGD table, and its failure cases."""
+"""NIQE against the authors' MATLAB release, its resize and AGGD table, its failure cases, and the evaluation CLI."""
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from evaluations.evaluate import evaluate_niqe, format_table, main
 from evaluations.niqe import _ALPHA, _RATIO, NiqeError, _mscn, _model, _nearest_alpha, imresize_half, niqe
-from utils.image_io import read_rgb8
+from utils.image_io import read_rgb8, write_png_atomic
+
+REPO = Path(__file__).resolve().parents[1]
 
 # computequality.m of the authors' release in MATLAB R2021a on baboon.png's uint8 rgb2ycbcr Y
 # (/work/shared/niqe/README.md)
@@ -89,3 +95,87 @@ def test_nearest_alpha_is_the_first_argmin():
         expected = np.argmin((_RATIO[None, :] - ratios[:, None]) ** 2, axis=1)
     np.testing.assert_array_equal(_nearest_alpha(ratios), expected)
     assert len(_ALPHA) == 9801 and _ALPHA[0] == 0.2 and _ALPHA[-1] == 10
+
+
+def _folder(root: Path, name: str, images: dict[str, np.ndarray]) -> Path:
+    folder = root / name
+    folder.mkdir()
+    for stem, img in images.items():
+        write_png_atomic(folder / f"{stem}.png", img)
+    return folder
+
+
+def test_cli_niqe_only(shared_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    inputs = shared_dir / "samples" / "rain200l" / "test" / "input"
+    out = tmp_path / "niqe.json"
+    assert main(["--result_dir", str(inputs), "--metric", "niqe", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert set(report) == {"images", "mean", "metric"} and report["metric"] == "niqe"
+    assert [im["name"] for im in report["images"]] == ["1.png", "2.png"]
+    expected = [niqe(read_rgb8(inputs / name)[0]) for name in ("1.png", "2.png")]
+    assert [im["niqe"] for im in report["images"]] == expected
+    assert report["mean"] == {"niqe": pytest.approx(np.mean(expected), abs=1e-12)}
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["image", "NIQE"] and table[-1].startswith("mean (2 images)")
+
+
+def test_cli_psnr_ssim_and_niqe(shared_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    split = shared_dir / "samples" / "rain200l" / "test"
+    common = ["--result_dir", str(split / "input"), "--target_dir", str(split / "target"), "--protocol", "Rain200L"]
+    both, psnr_only = tmp_path / "both.json", tmp_path / "psnr.json"
+    assert main([*common, "--metric", "psnr_ssim,niqe", "--json", str(both)]) == 0
+    assert main([*common, "--json", str(psnr_only)]) == 0
+    report, plain = json.loads(both.read_text()), json.loads(psnr_only.read_text())
+    assert set(plain) == {"images", "mean", "protocol"}  # the PSNR/SSIM report as before
+    assert set(report) == {"images", "mean", "protocol", "metric"} and report["metric"] == "psnr_ssim,niqe"
+    for im, ref in zip(report["images"], plain["images"], strict=True):
+        assert im == {**ref, "niqe": niqe(read_rgb8(split / "input" / im["name"])[0])}
+    assert report["mean"] == {**plain["mean"], "niqe": pytest.approx(np.mean([im["niqe"] for im in report["images"]]))}
+    assert "NIQE" in capsys.readouterr().out.splitlines()[0]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "evaluations.evaluate", *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("metric", [None, "psnr_ssim", "psnr_ssim,niqe"])
+def test_cli_psnr_ssim_needs_target_dir(shared_dir: Path, metric: str | None):
+    inputs = shared_dir / "samples" / "rain200l" / "test" / "input"
+    proc = _cli("--result_dir", str(inputs), "--protocol", "A", *(["--metric", metric] if metric else []))
+    assert proc.returncode == 2
+    assert "needs --target_dir" in proc.stderr and "--metric niqe" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_unknown_metric(tmp_path: Path):
+    proc = _cli("--result_dir", str(tmp_path), "--metric", "niqe,brisque")
+    assert proc.returncode == 2 and "psnr_ssim, niqe" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_scores_the_rest_when_niqe_fails(tmp_path: Path):
+    res = _folder(tmp_path, "res", {"flat": np.full((100, 200, 3), 7, np.uint8), "good": _noise_rgb(100, 200, 0),
+                                    "small": _noise_rgb(90, 300, 1)})
+    out = tmp_path / "niqe.json"
+    proc = _cli("--result_dir", str(res), "--metric", "niqe", "--json", str(out))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "NIQE failed for flat.png: the image is flat" in proc.stderr
+    assert "NIQE failed for small.png: 300x90 is too small" in proc.stderr
+    report = json.loads(out.read_text())
+    assert [im["name"] for im in report["images"]] == ["good.png"]
+    assert [f["name"] for f in report["failed"]] == ["flat.png", "small.png"]
+    assert report["mean"]["niqe"] == report["images"][0]["niqe"] and "mean (1 images)" in proc.stdout
+
+
+def test_evaluate_niqe_only_and_none_scored(tmp_path: Path):
+    res = _folder(tmp_path, "res", {"a": np.full((100, 200, 3), 7, np.uint8), "b": _noise_rgb(100, 200, 0)})
+    report = evaluate_niqe(res, only={"a"})
+    assert report["images"] == [] and report["mean"] == {"niqe": None}
+    assert [f["name"] for f in report["failed"]] == ["a.png"]
+    assert format_table(report).splitlines()[-1].split() == ["mean", "(0", "images)", "-"]
+
+
+def test_cli_unreadable_image_exits_2(tmp_path: Path):
+    res = _folder(tmp_path, "res", {"good": _noise_rgb(100, 200, 0)})
+    (res / "bad.png").write_text("not an image")
+    proc = _cli("--result_dir", str(res), "--metric", "niqe")
+    assert proc.returncode == 2 and "bad.png" in proc.stderr and "Traceback" not in proc.stderr
