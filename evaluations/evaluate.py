@@ -1,6 +1,11 @@
-"""PSNR/SSIM of a folder of results against a folder of targets.
+"""PSNR/SSIM of a folder of results against a folder of targets, and the no-reference NIQE.
 
 python -m evaluations.evaluate --result_dir R --target_dir T --protocol {A,B,<dataset>} [--json PATH] [--pair_by_order]
+python -m evaluations.evaluate --result_dir R --metric niqe [--json PATH]
+python -m evaluations.evaluate --result_dir R --target_dir T --protocol P --metric psnr_ssim,niqe [--json PATH]
+
+Exit codes: 0 done, 1 some images could not be scored by NIQE (too small, flat; the rest are scored),
+2 bad arguments or files.
 """
 import argparse
 import json
@@ -14,20 +19,60 @@ import numpy as np
 from tqdm import tqdm
 
 from evaluations.metrics import psnr_ssim, resolve_protocol
+from evaluations.niqe import NiqeError, niqe
 # aliased: evaluate_folders' pair_by_order parameter shadows the name
 from utils.image_io import atomic_save, pair_by_order as _pair_by_order, pair_by_stem, read_rgb8, require_images
 
 log = logging.getLogger(__name__)
 
+METRICS = ("psnr_ssim", "niqe")
+
+
+class _Reader:
+    """read_rgb8 that counts conversions to 8-bit RGB (16-bit, grayscale, alpha), to log once per kind."""
+
+    def __init__(self) -> None:
+        self.conversions: Counter[str] = Counter()
+        self.examples: dict[str, Path] = {}
+
+    def __call__(self, path: Path) -> np.ndarray:
+        img, note = read_rgb8(path)
+        if note:
+            self.conversions[note] += 1
+            self.examples.setdefault(note, path)
+        return img
+
+    def log(self) -> None:
+        for note, count in self.conversions.items():
+            log.warning("%d image(s) were %s and were converted to 8-bit RGB (e.g. %s)",
+                        count, note, self.examples[note])
+
+
+def _niqe_or_none(img: np.ndarray, path: Path, failed: list[dict]) -> float | None:
+    # an image NIQE cannot score is recorded in `failed` by name, so the others are still scored
+    try:
+        return niqe(img)
+    except NiqeError as err:
+        failed.append({"name": path.name, "error": str(err)})
+        return None
+
+
+def _mean(images: list[dict], key: str) -> float | None:
+    # the mean over the images that have a score; None if none has
+    values = [im[key] for im in images if im[key] is not None]
+    return float(np.mean(values)) if values else None
+
 
 def evaluate_folders(result_dir: str | Path, target_dir: str | Path, protocol: str,
                      pair_by_order: bool = False, progress: bool = False,
-                     only: Collection[str] | None = None) -> dict:
+                     only: Collection[str] | None = None, with_niqe: bool = False) -> dict:
     """Per-image and mean PSNR/SSIM: {"images": [{"name", "psnr", "ssim"}], "mean": {"psnr", "ssim"}, "protocol"}.
 
     Images are paired by file stem, or by sorted order with pair_by_order; `only` restricts both
     folders to these stems (e.g. the images of one test.py run); progress shows a tqdm bar.
     Conversions to 8-bit RGB (16-bit, grayscale, alpha) are logged once per kind.
+    with_niqe adds each result's NIQE ("niqe", None where it failed), its mean, "metric":
+    "psnr_ssim,niqe", and "failed": [{"name", "error"}] if some results could not be scored.
     """
     protocol = resolve_protocol(protocol)
     results, targets = require_images(result_dir), require_images(target_dir)
@@ -40,51 +85,110 @@ def evaluate_folders(result_dir: str | Path, target_dir: str | Path, protocol: s
             pairs = pair_by_stem(results, targets, sides=("result_dir", "target_dir"))
         except ValueError as err:
             raise ValueError(f"{err} (to pair files by sorted order instead: --pair_by_order)") from None
-    images, conversions, examples = [], Counter(), {}
+    images, failed, read = [], [], _Reader()
     for res_path, tar_path in tqdm(pairs, desc="evaluating", unit="img", disable=not progress):
-        (res, res_note), (tar, tar_note) = read_rgb8(res_path), read_rgb8(tar_path)
-        for path, note in ((res_path, res_note), (tar_path, tar_note)):
-            if note:
-                conversions[note] += 1
-                examples.setdefault(note, path)
+        res, tar = read(res_path), read(tar_path)
         if res.shape != tar.shape:
             raise ValueError(f"size mismatch: {res_path} is {res.shape[1]}x{res.shape[0]}, "
                              f"{tar_path} is {tar.shape[1]}x{tar.shape[0]}")
         psnr, ssim = psnr_ssim(res, tar, protocol)
         images.append({"name": res_path.name, "psnr": psnr, "ssim": ssim})
-    for note, count in conversions.items():
-        log.warning("%d image(s) were %s and were converted to 8-bit RGB (e.g. %s)", count, note, examples[note])
+        if with_niqe:
+            images[-1]["niqe"] = _niqe_or_none(res, res_path, failed)
+    read.log()
     mean = {key: float(np.mean([im[key] for im in images])) for key in ("psnr", "ssim")}
-    return {"images": images, "mean": mean, "protocol": protocol}
+    report = {"images": images, "mean": mean, "protocol": protocol}
+    if with_niqe:
+        mean["niqe"] = _mean(images, "niqe")
+        report["metric"] = "psnr_ssim,niqe"
+        if failed:
+            report["failed"] = failed
+    return report
+
+
+def evaluate_niqe(result_dir: str | Path, progress: bool = False, only: Collection[str] | None = None) -> dict:
+    """Per-image and mean NIQE of a folder: {"images": [{"name", "niqe"}], "mean": {"niqe"}, "metric": "niqe"}.
+
+    Images NIQE cannot score (too small, flat) are left out of "images" and listed in
+    "failed": [{"name", "error"}] (present only then); the mean is None if none was scored.
+    `only` restricts the folder to these stems; progress shows a tqdm bar.
+    """
+    paths = require_images(result_dir)
+    if only is not None:
+        paths = [p for p in paths if p.stem in only]
+    images, failed, read = [], [], _Reader()
+    for path in tqdm(paths, desc="NIQE", unit="img", disable=not progress):
+        score = _niqe_or_none(read(path), path, failed)
+        if score is not None:
+            images.append({"name": path.name, "niqe": score})
+    read.log()
+    report = {"images": images, "mean": {"niqe": _mean(images, "niqe")}, "metric": "niqe"}
+    if failed:
+        report["failed"] = failed
+    return report
+
+
+# (report key, column title, width) in table order
+_COLUMNS = (("psnr", "PSNR", 8), ("ssim", "SSIM", 6), ("niqe", "NIQE", 8))
 
 
 def format_table(report: dict) -> str:
-    """The report as an aligned text table, one row per image and a final mean row."""
-    rows = [(im["name"], im["psnr"], im["ssim"]) for im in report["images"]]
-    rows.append((f"mean ({len(rows)} images)", report["mean"]["psnr"], report["mean"]["ssim"]))
-    width = max(len("image"), *(len(name) for name, _, _ in rows))
-    lines = [f"{'image':<{width}}  {'PSNR':>8}  {'SSIM':>6}   (protocol {report['protocol']})"]
-    lines += [f"{name:<{width}}  {psnr:8.4f}  {ssim:6.4f}" for name, psnr, ssim in rows]
+    """The report as an aligned text table, one row per image and a final mean row ("-": no score)."""
+    columns = [col for col in _COLUMNS if col[0] in report["mean"]]
+    rows = [(im["name"], [im[key] for key, _, _ in columns]) for im in report["images"]]
+    rows.append((f"mean ({len(rows)} images)", [report["mean"][key] for key, _, _ in columns]))
+    width = max(len("image"), *(len(name) for name, _ in rows))
+    header = f"{'image':<{width}}" + "".join(f"  {title:>{w}}" for _, title, w in columns)
+    if "protocol" in report:
+        header += f"   (protocol {report['protocol']})"
+    lines = [header]
+    lines += [f"{name:<{width}}" + "".join("  " + (f"{v:{w}.4f}" if v is not None else f"{'-':>{w}}")
+                                           for v, (_, _, w) in zip(values, columns))
+              for name, values in rows]
     lines.insert(-1, "-" * len(lines[-1]))
     return "\n".join(lines)
 
 
+def _metrics(text: str, parser: argparse.ArgumentParser) -> list[str]:
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in METRICS]
+    if unknown or not names:
+        parser.error(f"--metric {text!r}: choose one or more of {', '.join(METRICS)}, comma-separated")
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit code (2 on bad input)."""
+    """Command-line entry point; returns the exit code (1 if NIQE failed on some images, 2 on bad input)."""
     parser = argparse.ArgumentParser(prog="python -m evaluations.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--result_dir", required=True, type=Path, help="folder of restored images")
-    parser.add_argument("--target_dir", required=True, type=Path, help="folder of ground-truth images")
-    parser.add_argument("--protocol", required=True,
-                        help="A, B, or a dataset name (Rain200L/H, Rain100L/H, SPA-Data: A; DID-Data, DDN-Data: B)")
+    parser.add_argument("--target_dir", type=Path, help="folder of ground-truth images (PSNR/SSIM)")
+    parser.add_argument("--protocol",
+                        help="PSNR/SSIM protocol: A, B, or a dataset name "
+                             "(Rain200L/H, Rain100L/H, SPA-Data: A; DID-Data, DDN-Data: B)")
+    parser.add_argument("--metric", default="psnr_ssim",
+                        help="psnr_ssim (default; needs --target_dir and --protocol), niqe (no reference, "
+                             "for real rain), or both: psnr_ssim,niqe")
     parser.add_argument("--json", type=Path, help="also write the report to this JSON file")
     parser.add_argument("--pair_by_order", action="store_true",
                         help="pair the sorted listings by position instead of by file stem")
     args = parser.parse_args(argv)
+    metrics = _metrics(args.metric, parser)
+    if "psnr_ssim" in metrics:
+        if args.target_dir is None:
+            parser.error("PSNR/SSIM needs --target_dir (the ground truth); "
+                         "for the no-reference NIQE alone use --metric niqe")
+        if args.protocol is None:
+            parser.error("PSNR/SSIM needs --protocol (A, B, or a dataset name)")
+    elif args.target_dir or args.protocol or args.pair_by_order:
+        log.warning("--target_dir, --protocol and --pair_by_order are for PSNR/SSIM; NIQE does not use them")
     if args.json and (args.json.is_dir() or not args.json.parent.is_dir()):
         parser.error(f"--json {args.json}: not a file path in an existing folder")
     try:
-        report = evaluate_folders(args.result_dir, args.target_dir, args.protocol,
-                                  pair_by_order=args.pair_by_order, progress=True)
+        if "psnr_ssim" in metrics:
+            report = evaluate_folders(args.result_dir, args.target_dir, args.protocol, pair_by_order=args.pair_by_order,
+                                      progress=True, with_niqe="niqe" in metrics)
+        else:
+            report = evaluate_niqe(args.result_dir, progress=True)
         if args.json:
             text = json.dumps(report, indent=1)
             atomic_save(args.json, lambda tmp: Path(tmp).write_text(text))
@@ -92,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evaluate: error: {e}", file=sys.stderr)
         return 2
     print(format_table(report))
-    return 0
+    for failure in report.get("failed", []):
+        print(f"evaluate: NIQE failed for {failure['name']}: {failure['error']}", file=sys.stderr)
+    return 1 if report.get("failed") else 0
 
 
 if __name__ == "__main__":

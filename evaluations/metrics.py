@@ -41,6 +41,12 @@ def _luma(rgb8: np.ndarray) -> np.ndarray:
     return _Y_WEIGHTS[0] * r + _Y_WEIGHTS[1] * g + _Y_WEIGHTS[2] * b + 16
 
 
+def luma_a(rgb8: np.ndarray) -> np.ndarray:
+    """Protocol A's Y: MATLAB rgb2ycbcr of (H, W, 3) uint8 RGB, rounded to its uint8 output, as float64."""
+    # uint8 rgb2ycbcr rounds halves away from zero; Y >= 16 so floor(y + 0.5) does that
+    return np.floor(_luma(rgb8) + 0.5)
+
+
 def _psnr255(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a - b) ** 2)
     return math.inf if mse == 0 else 20 * math.log10(255 / math.sqrt(mse))
@@ -72,11 +78,10 @@ def psnr_ssim(result_rgb8: np.ndarray, target_rgb8: np.ndarray, protocol: str) -
     if result_rgb8.shape != target_rgb8.shape:
         (h1, w1), (h2, w2) = result_rgb8.shape[:2], target_rgb8.shape[:2]
         raise ValueError(f"size mismatch: result is {w1}x{h1}, target is {w2}x{h2}")
-    y_res, y_tar = _luma(result_rgb8), _luma(target_rgb8)
     if protocol == "A":
-        # uint8 rgb2ycbcr rounds halves away from zero; Y >= 16 so floor(y + 0.5) does that
-        y_res, y_tar = np.floor(y_res + 0.5), np.floor(y_tar + 0.5)
+        y_res, y_tar = luma_a(result_rgb8), luma_a(target_rgb8)
         return _psnr255(y_res, y_tar), _ssim(y_res, y_tar)
+    y_res, y_tar = _luma(result_rgb8), _luma(target_rgb8)
     # protocol B's PSNR of Y/255 with peak 1 equals this one; its "peak 255 if max > 2" branch cannot
     # trigger on images read as 8-bit
     return _psnr255(y_res, y_tar), _ssim(_wang_downsample(y_res), _wang_downsample(y_tar))
