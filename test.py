@@ -1,11 +1,12 @@
 """Derain a folder of images (or one image) with a NeRD-Rain checkpoint, as the authors' test.py does.
 
 python test.py --input_dir DIR|FILE --output_dir DIR --weights FILE [--win_size 256] [--gpus 0]
-               [--target_dir DIR [--protocol A|B|<dataset>]] [--opt YAML] [--device auto|cpu|cuda]
+               [--target_dir DIR [--protocol A|B|<dataset>] [--pair_by_order]] [--opt YAML] [--device auto|cpu|cuda]
                [--save_comparison] [--amp] [--channels_last] [--compile] [--overwrite] [--batch_windows N]
 
 Each image is restored window by window (utils/tiling.py) and written as <stem>.png in 8-bit RGB.
-Exit codes: 0 done, 1 some images could not be restored or scoring failed, 2 bad arguments or files.
+Exit codes: 0 done, 1 some images could not be restored or scoring failed, 2 bad arguments or files,
+130 interrupted (Ctrl-C or SIGTERM; the results written so far are kept, and a rerun skips them).
 """
 import argparse
 import os
@@ -17,13 +18,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from evaluations.evaluate import evaluate_folders, format_table
+from evaluations.evaluate import evaluate_pairs, format_table, pair_files
 from evaluations.metrics import resolve_protocol
 from models.weights import describe, model_from_checkpoint, network_options
 from utils.device import resolve_device, reuse_freed_cpu_memory, set_tf32, slow_amp_note
 from utils.image_io import IMAGE_EXTENSIONS, list_images
 from utils.inference import FolderRun, device_name, prepare_for_inference
 from utils.options import load_options
+from utils.signals import sigterm_as_interrupt
 from utils.tiling import check_batch_windows, check_window
 
 
@@ -42,6 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--win_size", default=256, type=int, help="window size, a multiple of 16 (default 256)")
     parser.add_argument("--gpus", help="sets CUDA_VISIBLE_DEVICES, e.g. 0 or 1,2")
     parser.add_argument("--target_dir", type=Path, help="clean images with the same stems: also score PSNR/SSIM")
+    parser.add_argument("--pair_by_order", action="store_true",
+                        help="pair inputs and --target_dir images by sorted position instead of by stem (the authors' way)")
     parser.add_argument("--protocol", default="A",
                         help="scoring protocol: A, B, or a dataset name (Rain200L/H, Rain100L/H, SPA-Data: A; "
                              "DID-Data, DDN-Data: B); default A")
@@ -146,10 +150,23 @@ def load_network(weights: Path, opt: Path | None, device: torch.device, channels
     return prepare_for_inference(model, device, channels_last, compile)
 
 
-def score(args: argparse.Namespace, results: list[Path]) -> bool:
-    """Prints the PSNR/SSIM table of this run's results against --target_dir; False if scoring failed."""
+def input_targets(files: list[Path], target_dir: Path, by_order: bool) -> dict[str, Path]:
+    """Input stem -> its clean image in `target_dir`, by stem (extra targets allowed) or by sorted order."""
+    targets = list_images(target_dir)
+    if not by_order:
+        stems = {f.stem for f in files}
+        targets = [t for t in targets if t.stem in stems] or targets
     try:
-        report = evaluate_folders(args.output_dir, args.target_dir, args.protocol, only={p.stem for p in results})
+        pairs = pair_files(files, targets, by_order, sides=("the inputs", "--target_dir"))
+    except ValueError as err:
+        raise UsageError(f"cannot pair the inputs with --target_dir {target_dir}: {err}") from None
+    return {inp.stem: target for inp, target in pairs}
+
+
+def score(args: argparse.Namespace, results: list[Path], targets: dict[str, Path]) -> bool:
+    """Prints the PSNR/SSIM table of this run's results against their targets; False if scoring failed."""
+    try:
+        report = evaluate_pairs([(path, targets[path.stem]) for path in results], args.protocol)
     except (ValueError, OSError) as err:
         print(f"scoring failed: {err}", file=sys.stderr)
         return False
@@ -157,18 +174,19 @@ def score(args: argparse.Namespace, results: list[Path]) -> bool:
     return True
 
 
-def setup(args: argparse.Namespace) -> tuple[list[Path], torch.device, nn.Module]:
-    """All checks that can fail before any image is processed, then the network."""
+def setup(args: argparse.Namespace) -> tuple[list[Path], dict[str, Path], torch.device, nn.Module]:
+    """All checks that can fail before any image is processed, then the targets and the network."""
     check_arguments(args)
     input_dir, files = input_images(args.input)
     check_output_dir(args.output_dir, input_dir)
+    targets = input_targets(files, args.target_dir, args.pair_by_order) if args.target_dir else {}
     device = select_device(args.device, args.gpus, args.amp)
     if note := slow_amp_note(device, args.amp):
         print(note, file=sys.stderr)
     reuse_freed_cpu_memory(device)
     model = load_network(args.weights, args.opt, device, args.channels_last, args.compile)
     make_output_dir(args.output_dir)
-    return files, device, model
+    return files, targets, device, model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,21 +195,27 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(argv)
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
         return int(exit_.code or 0)
+    run = None
     try:
-        files, device, model = setup(args)
+        with sigterm_as_interrupt():
+            files, targets, device, model = setup(args)
+            print(f"{describe(network_options(model))}, windows of {args.win_size}, on {device_name(device)}")
+            run = FolderRun(model, args.output_dir, args.win_size, args.batch_windows or None, args.amp,
+                            args.overwrite, targets if args.save_comparison else None)
+            for path in tqdm(files, desc="deraining", unit="img"):
+                run.process(path)
     except UsageError as err:
         print(f"test.py: error: {err}", file=sys.stderr)
         return 2
-    print(f"{describe(network_options(model))}, windows of {args.win_size}, on {device_name(device)}")
-    comparison_targets = None  # stem -> target; {}: comparisons without targets
-    if args.save_comparison:
-        comparison_targets = {p.stem: p for p in list_images(args.target_dir)} if args.target_dir else {}
-    run = FolderRun(model, args.output_dir, args.win_size, args.batch_windows or None, args.amp, args.overwrite,
-                    comparison_targets)
-    for path in tqdm(files, desc="deraining", unit="img"):
-        run.process(path)
+    except KeyboardInterrupt:
+        if run is not None:
+            print(run.report(device))
+        done = f"after {len(run.written)} of {len(files)} image(s)" if run else "before the first image"
+        print(f"test.py: interrupted {done}; no partial file was left. Run the same command again to go on: "
+              "existing results are skipped.", file=sys.stderr)
+        return 130
     print(run.report(device))
-    scored = score(args, run.written + run.skipped) if args.target_dir and (run.written or run.skipped) else True
+    scored = score(args, run.written + run.skipped, targets) if targets and (run.written or run.skipped) else True
     return 0 if scored and not run.failed else 1
 
 

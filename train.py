@@ -13,6 +13,7 @@ SIGTERM saves model_latest.pth mid-epoch; a non-finite loss stops the run before
 Exit codes: 0 done, 1 non-finite loss, 2 bad input (options, data, checkpoint), 130 interrupted.
 """
 import argparse
+import contextlib
 import itertools
 import math
 import sys
@@ -34,7 +35,8 @@ from models.weights import describe, load_weights, network_options, save_network
 from utils.cuda_graph import CudaGraphed, cuda_graph_problem
 from utils.device import autocast, prepare_model, resolve_device, reuse_freed_cpu_memory, slow_amp_note
 from utils.distributed import Dist, data_parallel, join, leave, mean_over_processes
-from utils.experiment import ExperimentError, MetricsLog, Progress, options_diff, read_resume_checkpoint, resume_path
+from utils.experiment import (ExperimentError, MetricsLog, Progress, experiment_lock, options_diff, read_resume_checkpoint,
+                              resume_path)
 from utils.options import OptionsError, load_options, resolve_path, save_options
 from utils.rng import epoch_seed, rng_state, seed_host_generators, set_rng_state
 from utils.scheduler import build_scheduler
@@ -73,7 +75,7 @@ class Trainer:
         self.train_forward = CudaGraphed(self.net) if self.cfg["cuda_graph"] else self.model
         self.generator = torch.Generator()  # the training order and the workers' seeds, reseeded every epoch
         data = opt["datasets"]
-        self.train_set, self.val_set = dataset_from_options(data, "train"), dataset_from_options(data, "val")
+        self.train_set, self.val_set = (dataset_from_options(data, split, check=dist.main) for split in ("train", "val"))
         sampler = (DistributedSampler(self.train_set, dist.world, dist.rank, shuffle=True, seed=self.cfg["seed"])
                    if dist.world > 1 else RandomSampler(self.train_set, generator=self.generator))
         self.train_loader = loader_from_options(self.train_set, data["train"], device, sampler, self.generator)
@@ -93,9 +95,8 @@ class Trainer:
         save_network(self.exp_dir / name, self.net, **self.progress.as_checkpoint(), optimizer=self.optimizer.state_dict(),
                      scheduler=self.scheduler.state_dict(), rng=rng_state(), options=self.opt)
 
-    def resume(self, path: Path) -> None:
-        """Restores weights, optimizer, scheduler, progress and generator states from a checkpoint."""
-        ckpt, progress = read_resume_checkpoint(path)
+    def resume(self, path: Path, ckpt: dict[str, Any], progress: Progress) -> None:
+        """Restores weights, optimizer, scheduler, progress and generator states from read_resume_checkpoint."""
         try:
             load_weights(self.net, ckpt["state_dict"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -244,26 +245,35 @@ def run(args: argparse.Namespace, dist: Dist) -> None:
     flags = [f"train.{flag}=true" for flag in ("amp", "compile", "channels_last", "cuda_graph") if getattr(args, flag)]
     opt = load_options(args.opt, [*args.overrides, *flags])
     exp_dir = resolve_path(opt["paths"]["experiment"])
+    with experiment_lock(exp_dir) if dist.main else contextlib.nullcontext():
+        train_into(exp_dir, opt, args, dist)
+
+
+def train_into(exp_dir: Path, opt: dict[str, Any], args: argparse.Namespace, dist: Dist) -> None:
+    """Trains (or resumes training) into the experiment folder `exp_dir`."""
     checkpoint = resume_path(args.resume, exp_dir)
     if args.resume and checkpoint is None and dist.main:
         print(f"--resume auto: no checkpoint in {exp_dir} yet, starting a new run")
+    resumed = read_resume_checkpoint(checkpoint) if checkpoint else None  # a bad file fails before any work
     try:
         device = join(resolve_device(args.device), dist)
     except (ValueError, RuntimeError) as err:
         raise InputError(str(err)) from None
     reuse_freed_cpu_memory(device)
     trainer = Trainer(opt, device, dist)
-    if checkpoint is not None:
-        trainer.resume(checkpoint)
+    if resumed is not None:
+        trainer.resume(checkpoint, *resumed)
     if dist.main:
-        exp_dir.mkdir(parents=True, exist_ok=True)
         save_options(opt, exp_dir / "options.yml")
         trainer.metrics = MetricsLog(exp_dir, trainer.progress.epoch)
     if trainer.progress.epoch >= opt["train"]["epochs"]:
         trainer.log(f"nothing to do: {trainer.progress.epoch} of {opt['train']['epochs']} epochs are done")
         return
     trainer.describe_run()
-    trainer.fit()
+    try:
+        trainer.fit()
+    finally:
+        trainer.train_loader.shutdown()
     p = trainer.progress
     trainer.log(f"done: best val PSNR {p.best_psnr:.2f} dB at epoch {p.best_epoch}; checkpoints in {exp_dir}")
     if trainer.metrics is not None:

@@ -1,5 +1,6 @@
 """Datasets and DataLoaders of a training run, from its options: seeded workers that live through a
 SIGTERM sent to the whole job."""
+import weakref
 from typing import Any
 
 import torch
@@ -27,27 +28,52 @@ class Loader(DataLoader):
     Job schedulers (and `timeout`) send SIGTERM to every process of the job. A worker killed by it
     would end the main process with a DataLoader error before it saves model_latest.pth; so workers
     start with SIGTERM blocked and ignore it from init_worker on, and the main process, which gets
-    the signal too, shuts them down itself, as after Ctrl-C. Blocking it while they start matters:
-    a signal could otherwise arrive before init_worker runs.
+    the signal too, shuts them down itself (`shutdown`), as after Ctrl-C. Blocking it while they
+    start matters: a signal could otherwise arrive before init_worker runs.
     """
 
     def __init__(self, dataset: Any, **kwargs: Any):
         super().__init__(dataset, worker_init_fn=init_worker, **kwargs)
+        self._iterators: weakref.WeakSet = weakref.WeakSet()
 
     def __iter__(self) -> Any:
         with sigterm_blocked():
-            return super().__iter__()  # starts the workers
+            iterator = super().__iter__()  # starts the workers
+        self._iterators.add(iterator)
+        return iterator
+
+    def shutdown(self) -> None:
+        """Ends the workers of every iterator still alive, whatever they are doing.
+
+        After an error the workers may be stuck handing over a batch nobody reads; PyTorch's own
+        shutdown then falls back to SIGTERM, which they ignore, and the process would wait for them
+        forever when it exits. So the ones still alive after it are killed.
+        """
+        for iterator in list(self._iterators):
+            iterator._shutdown_workers()
+            for worker in getattr(iterator, "_workers", ()):
+                if worker.is_alive():
+                    worker.kill()
+                    worker.join()
 
 
-def dataset_from_options(datasets: dict[str, Any], split: str) -> Dataset:
-    """The dataset of options section `datasets.<split>` ('train': augmented pairs, 'val': centre crops)."""
+def dataset_from_options(datasets: dict[str, Any], split: str, check: bool = True) -> Dataset:
+    """The dataset of options section `datasets.<split>` ('train': augmented pairs, 'val': centre crops);
+    every pair is read once first when the section's `check` is on and `check` is true."""
     section = datasets[split]
-    args = {k: v for k, v in section.items() if k not in ("batch_size", "num_workers")}
+    args = {k: v for k, v in section.items() if k not in ("batch_size", "num_workers", "check")}
     try:
-        return build_dataset({**args, "type": _DATASET_TYPES[split], "dir": resolve_path(args["dir"])})
+        dataset = build_dataset({**args, "type": _DATASET_TYPES[split], "dir": resolve_path(args["dir"])})
     except DataError as err:
         raise DataError(f"datasets.{split}: {err} (datasets.{split}.dir = {section['dir']}; relative paths "
                         "start at the repository root)") from None
+    if check and section["check"]:
+        try:
+            dataset.check(max(section["num_workers"], 1))
+        except DataError as err:
+            raise DataError(f"datasets.{split}: {err}\nFix or remove them, or start without this check "
+                            f"(--set datasets.{split}.check=false: training then stops at the first one).") from None
+    return dataset
 
 
 def loader_from_options(dataset: Dataset, section: dict[str, Any], device: torch.device,
@@ -62,4 +88,4 @@ def worker_error_message(err: BaseException) -> str:
     lines = [line for line in str(err).strip().splitlines() if line.strip()]
     if len(lines) > 1 and lines[0].startswith("Caught "):
         return lines[-1].split(": ", 1)[-1]
-    return " ".join(lines) or type(err).__name__
+    return "\n".join(lines) or type(err).__name__

@@ -74,17 +74,30 @@ def evaluate_folders(result_dir: str | Path, target_dir: str | Path, protocol: s
     with_niqe adds each result's NIQE ("niqe", None where it failed), its mean, "metric":
     "psnr_ssim,niqe", and "failed": [{"name", "error"}] if some results could not be scored.
     """
-    protocol = resolve_protocol(protocol)
     results, targets = require_images(result_dir), require_images(target_dir)
     if only is not None:
         results, targets = ([p for p in files if p.stem in only] for files in (results, targets))
-    if pair_by_order:
-        pairs = _pair_by_order(results, targets, sides=("result_dir", "target_dir"))
-    else:
-        try:
-            pairs = pair_by_stem(results, targets, sides=("result_dir", "target_dir"))
-        except ValueError as err:
-            raise ValueError(f"{err} (to pair files by sorted order instead: --pair_by_order)") from None
+    pairs = pair_files(results, targets, pair_by_order, sides=("result_dir", "target_dir"))
+    return evaluate_pairs(pairs, protocol, progress, with_niqe)
+
+
+def pair_files(results: list[Path], targets: list[Path], by_order: bool = False,
+               sides: tuple[str, str] = ("result_dir", "target_dir")) -> list[tuple[Path, Path]]:
+    """(result, target) pairs: by file stem, or by sorted order; ValueError naming what does not pair
+    (and `--pair_by_order` when the counts would allow it). `sides` names the two lists in messages."""
+    if by_order:
+        return _pair_by_order(results, targets, sides=sides)
+    try:
+        return pair_by_stem(results, targets, sides=sides)
+    except ValueError as err:
+        hint = " (to pair files by sorted order instead: --pair_by_order)" if len(results) == len(targets) else ""
+        raise ValueError(f"{err}{hint}") from None
+
+
+def evaluate_pairs(pairs: list[tuple[Path, Path]], protocol: str, progress: bool = False,
+                   with_niqe: bool = False) -> dict:
+    """The report of evaluate_folders for given (result, target) file pairs."""
+    protocol = resolve_protocol(protocol)
     images, failed, read = [], [], _Reader()
     for res_path, tar_path in tqdm(pairs, desc="evaluating", unit="img", disable=not progress):
         res, tar = read(res_path), read(tar_path)

@@ -71,3 +71,13 @@ def test_bad_arguments():
         make(10, mode="iteration")
     with pytest.raises(ValueError):
         make(10, mode="step")
+
+
+def test_the_rate_overshoots_right_after_warmup_as_the_authors_does(epoch_lrs):
+    """The quirk the README lists: one epoch above the configured rate, large only in short runs."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert epoch_lrs(10, 1e-3, 1)[2] == pytest.approx(1.031e-3, rel=1e-3)
+        assert epoch_lrs(4, 1e-3, 1)[2] == pytest.approx(1.333e-3, rel=1e-3)
+        assert epoch_lrs(20, 1e-4)[4] == pytest.approx(1.0085e-4, rel=1e-4)
+        assert max(epoch_lrs(3000, 1e-4)) == pytest.approx(1.0000003e-4, rel=1e-7)

@@ -168,18 +168,60 @@ def test_scores_only_this_runs_images(tmp_path, weights, capsys):
     assert "mean (1 images)" in capsys.readouterr().out
 
 
+def test_unpaired_targets_fail_before_the_first_image(tmp_path, weights, capsys):
+    make_inputs(tmp_path / "in", {"a": (32, 32), "b": (32, 32)})
+    make_inputs(tmp_path / "targets", {"x": (32, 32), "y": (32, 32)})
+    assert run(tmp_path, weights, "--target_dir", str(tmp_path / "targets")) == 2
+    err = capsys.readouterr().err
+    assert "cannot pair the inputs with --target_dir" in err and "stems only in the inputs: a, b" in err
+    assert "--pair_by_order" in err
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())  # nothing derained
+
+
+def test_pair_by_order_scores_inputs_against_sorted_targets(tmp_path, weights, capsys):
+    make_inputs(tmp_path / "in", {"a": (32, 32), "b": (32, 32)})
+    make_inputs(tmp_path / "targets", {"x": (32, 32), "y": (32, 32)})
+    assert run(tmp_path, weights, "--target_dir", str(tmp_path / "targets"), "--pair_by_order") == 0
+    table = capsys.readouterr().out
+    assert "a.png" in table and "b.png" in table and "mean (2 images)" in table
+
+
 def test_scoring_failure_is_reported_with_exit_1(tmp_path, weights, capsys):
     make_inputs(tmp_path / "in", {"a": (32, 32)})
-    make_inputs(tmp_path / "targets", {"other": (40, 40)})
+    make_inputs(tmp_path / "targets", {"a": (40, 40)})
     assert run(tmp_path, weights, "--target_dir", str(tmp_path / "targets")) == 1
     assert "scoring failed" in capsys.readouterr().err
     assert (tmp_path / "out" / "a.png").is_file()
 
 
+def test_ctrl_c_stops_cleanly_keeps_what_was_written_and_leaves_no_partial_file(tmp_path, weights, capsys,
+                                                                                monkeypatch):
+    make_inputs(tmp_path / "in", {"a": (32, 32), "b": (32, 32), "c": (32, 32)})
+    writes = []
+    real_write = Path.write_bytes
+
+    def interrupted_on_the_second(self, data):
+        writes.append(self)
+        if len(writes) == 2:  # in the middle of writing b.png's temp file
+            real_write(self, data[:10])
+            raise KeyboardInterrupt
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", interrupted_on_the_second)
+    assert run(tmp_path, weights) == 130
+    err = capsys.readouterr().err
+    assert "interrupted after 1 of 3 image(s)" in err and "Traceback" not in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]  # no b.png, no temp file
+    monkeypatch.undo()
+    assert run(tmp_path, weights) == 0  # goes on: a is skipped
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
+
+
 def test_save_comparison(tmp_path, weights):
     make_inputs(tmp_path / "in", {"a": (32, 40), "b": (24, 30)})
-    make_inputs(tmp_path / "targets", {"a": (32, 40)})
-    assert run(tmp_path, weights, "--save_comparison", "--target_dir", str(tmp_path / "targets")) == 1  # no b target
+    make_inputs(tmp_path / "targets", {"a": (32, 40), "b": (20, 20)})
+    # b's target has another size: its comparison has no target panel, and scoring fails (exit 1)
+    assert run(tmp_path, weights, "--save_comparison", "--target_dir", str(tmp_path / "targets")) == 1
     side_by_side = read_rgb8(tmp_path / "out" / "comparison" / "a.png")[0]
     assert side_by_side.shape == (32, 120, 3)
     assert np.array_equal(side_by_side[:, :40], read_rgb8(tmp_path / "in" / "a.png")[0])

@@ -4,6 +4,7 @@ import math
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ import train
 from losses import MultiScaleLoss
 from models import build_model
 from models.weights import load_weights
-from utils.experiment import METRICS_HEADER
+from utils.experiment import METRICS_HEADER, experiment_lock
 from utils.options import REPO_ROOT, load_options
 from utils.scheduler import build_scheduler
 
@@ -307,3 +308,65 @@ def test_ddp_two_processes_on_cpu(dataset, tmp_path):
     load_weights(build_model(TINY_NET), exp / "model_latest.pth")
     with (exp / "metrics.csv").open() as f:
         assert [r["iterations"] for r in csv.DictReader(f)] == ["1", "2"]
+
+
+def broken_copy(dataset: Path, tmp_path: Path) -> Path:
+    """The training pairs plus a third whose input is not an image and a fourth whose sizes differ."""
+    root = tmp_path / "broken"
+    for side in ("input", "target"):
+        (root / side).mkdir(parents=True)
+        for src in (dataset / "train" / side).iterdir():
+            (root / side / src.name).write_bytes(src.read_bytes())
+    (root / "input" / "img2.png").write_bytes(b"\x89PNG not really")
+    (root / "target" / "img2.png").write_bytes((dataset / "train" / "target" / "img0.png").read_bytes())
+    (root / "input" / "img3.png").write_bytes((dataset / "train" / "input" / "img0.png").read_bytes())
+    (root / "target" / "img3.png").write_bytes((dataset / "train" / "target" / "img1.png").read_bytes())
+    return root
+
+
+def test_start_up_check_lists_every_unusable_pair(dataset, tmp_path, capsys):
+    opt = make_options(dataset, tmp_path / "opt.yml")
+    code, out = run_main(capsys, "--opt", str(opt), "--set", f"datasets.train.dir={broken_copy(dataset, tmp_path)}")
+    assert code == train.EXIT_BAD_INPUT and "Traceback" not in out
+    assert "datasets.train: 2 of 4 pairs cannot be used" in out
+    assert re.search(r"cannot read image .*img2\.png: not a decodable image", out)
+    assert re.search(r"img3\.png is 44x40 but .*img3\.png is 48x28", out)
+    assert "--set datasets.train.check=false" in out
+    assert not (tmp_path / "exp").exists()  # nothing trained, nothing left behind
+
+
+def test_a_worker_that_cannot_read_an_image_ends_the_job(dataset, tmp_path):
+    """Without the start-up check, the error comes from a DataLoader worker mid-epoch: the job must end
+    (it used to wait forever on the other workers) with the message, after saving model_latest.pth."""
+    opt = make_options(dataset, tmp_path / "opt.yml", epochs=2)
+    broken = broken_copy(dataset, tmp_path)
+    (broken / "target" / "img3.png").write_bytes((broken / "target" / "img0.png").read_bytes())  # only img2 is bad
+    result = subprocess.run(
+        [sys.executable, "train.py", "--opt", str(opt), "--device", "cpu", "--set", f"datasets.train.dir={broken}",
+         "datasets.train.check=false", "datasets.train.num_workers=2"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=180, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == train.EXIT_BAD_INPUT, result.stderr[-2000:]
+    assert re.search(r"error: cannot read image .*img2\.png", result.stderr) and "Traceback" not in result.stderr
+    assert (tmp_path / "exp" / "model_latest.pth").is_file()
+
+
+def test_a_second_run_into_the_same_experiment_is_refused(dataset, tmp_path, capsys):
+    opt = make_options(dataset, tmp_path / "opt.yml", epochs=2)
+    exp = tmp_path / "exp"
+    with experiment_lock(exp):  # as a run in another process holds it
+        code, out = run_main(capsys, "--opt", str(opt))
+    assert code == train.EXIT_BAD_INPUT
+    assert re.search(rf"{exp} is in use by another training run \(host {socket.gethostname()}, pid {os.getpid()}, "
+                     r"since .*\); wait for it to end, or train into another folder", out)
+    assert not (exp / "model_latest.pth").exists()
+
+
+def test_a_lock_left_by_a_dead_run_is_taken_over(dataset, tmp_path, capsys):
+    opt = make_options(dataset, tmp_path / "opt.yml", epochs=2)
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / ".lock").write_text('{"host": "node7", "pid": 4242, "started": "2026-11-30 08:00:00"}')
+    code, out = run_main(capsys, "--opt", str(opt))
+    assert code == 0
+    assert "taking over the lock of" in out and "(host node7, pid 4242, since 2026-11-30 08:00:00)" in out
+    assert not (exp / ".lock").exists()  # released on exit

@@ -1,5 +1,7 @@
 """Checkpoint files: reading one safely (weights only) and writing one atomically."""
 import os
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +35,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a bad file; all mean the same to the user
-        raise ValueError(f"cannot read checkpoint {path}: {str(err).splitlines()[0]}") from None
+        # Never weights_only=False: unpickling arbitrary objects can run code from the file.
+        with warnings.catch_warnings():  # its hints on refused files would contradict the message below
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a bad file: say what the file is instead
+        raise ValueError(f"cannot read checkpoint {path}: {_not_a_checkpoint(path, err)}") from None
     if not isinstance(obj, dict):
         raise ValueError(f"{path} holds a {type(obj).__name__}, not a state_dict or a checkpoint dict")
     if "state_dict" not in obj:
@@ -44,6 +49,38 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         else:
             raise ValueError(f"{path} has no 'state_dict' entry (keys: {sorted(obj)[:8]})")
     return obj
+
+
+def _not_a_checkpoint(path: Path, err: Exception) -> str:
+    """What a file that torch.load(weights_only=True) refused is, and what to do about it."""
+    again = "Download or copy it again."
+    with open(path, "rb") as f:
+        head = f.read(1024)
+    if not head:
+        return f"the file is empty (0 bytes): a download or copy that did not finish. {again}"
+    if b"<html" in head.lower() or head.lstrip().lower().startswith(b"<!doctype html"):
+        return ("the file is an HTML page, not a checkpoint: what a failed download saves (Google Drive's quota or "
+                f"virus-scan page, a login or error page). {again}")
+    if head.startswith(b"PK\x03\x04"):
+        if not zipfile.is_zipfile(path):
+            return f"the file is truncated (a zip archive without its end). {again}"
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        if not any(name.endswith("/data.pkl") for name in names):
+            return f"the file is a zip archive but not a PyTorch checkpoint (it holds {', '.join(names[:3])})."
+    pickled = head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")  # a torch zip, or a legacy pickle
+    if pickled and "Weights only load failed" in str(err):
+        return ("the file holds Python objects besides tensors (e.g. a whole pickled model), which PyTorch loads only "
+                "with weights_only=False; that can run code from the file, and this project never does it. If you "
+                "trust its source, save its state_dict alone with torch.save and pass that file.")
+    try:
+        text = head.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and "\0" not in text:
+        start = f"it starts with {text.splitlines()[0][:60]!r}" if text else "only blank characters"
+        return f"the file is text, not a checkpoint ({start}). {again}"
+    return f"the file is not a PyTorch checkpoint (an unknown binary format). {again}"
 
 
 def save_checkpoint(path: str | os.PathLike, state_dict: StateDict, **extra: Any) -> None:

@@ -1,7 +1,14 @@
 """An experiment folder: where a run stands, which checkpoint it resumes from, its metrics.csv and
 TensorBoard logs."""
+import contextlib
 import csv
+import fcntl
 import io
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +82,62 @@ def resume_path(resume: str | None, exp_dir: Path) -> Path | None:
     if not path.is_file():
         raise ExperimentError(f"--resume {resume}: no such checkpoint file")
     return path
+
+
+@contextlib.contextmanager
+def experiment_lock(exp_dir: Path, note: Any = print) -> Iterator[None]:
+    """Holds `exp_dir/.lock` while the block runs, so that two runs never train into one folder.
+
+    The lock is an flock on that file (the system drops it when its process ends, however it ends),
+    and the file names its holder: host, pid and start time. A lock whose process is gone is taken
+    over, and `note` says so; a live one raises ExperimentError naming its holder.
+    """
+    created = not exp_dir.exists()
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    path = exp_dir / ".lock"
+    with _locked(path) as f:
+        if previous := _holder(f):
+            note(f"note: taking over the lock of {exp_dir} from a run that is gone ({previous})")
+        f.seek(0)
+        f.truncate()
+        json.dump({"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
+        f.flush()
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # before the flock goes with the file: no one can find a stale file
+            if created and not any(exp_dir.iterdir()):
+                exp_dir.rmdir()  # a run that wrote nothing leaves nothing behind
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[Any]:
+    """The lock file at `path`, open and flock-ed by this process."""
+    while True:
+        f = open(path, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(f)
+            f.close()
+            raise ExperimentError(f"{path.parent} is in use by another training run ({holder or 'starting'}); wait "
+                                  "for it to end, or train into another folder with "
+                                  "--set paths.experiment=experiments/NEW_NAME") from None
+        if path.exists() and os.stat(path).st_ino == os.fstat(f.fileno()).st_ino:
+            break
+        f.close()  # the holder removed the file as we opened it: lock the new one
+    with f:
+        yield f
+
+
+def _holder(f: Any) -> str:
+    """'host H, pid P, since T' from a lock file's content, or '' when it names no one."""
+    f.seek(0)
+    try:
+        owner = json.loads(f.read())
+        return f"host {owner['host']}, pid {owner['pid']}, since {owner['started']}"
+    except (ValueError, KeyError, TypeError):
+        return ""
 
 
 def _flatten(opt: dict[str, Any], prefix: str = "") -> dict[str, Any]:
