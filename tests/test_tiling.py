@@ -171,3 +171,13 @@ def test_batch_windows_must_be_at_least_two(batch_windows):
 def test_one_image_at_a_time():
     with pytest.raises(ValueError, match=r"\(1, C, H, W\)"):
         tiled_forward(Identity(), torch.rand(2, 3, 32, 32), 32)
+
+
+@pytest.mark.parametrize("batch_windows, calls", [(None, [(6, 6)]), (2, [(2, 6), (4, 6), (6, 6)]),
+                                                  (5, [(5, 6), (6, 6)])])
+def test_progress_is_called_once_per_chunk(batch_windows, calls):
+    image = torch.rand(1, 3, 48, 80)  # 6 windows of 32; 5: the lone 6th runs with the 5th
+    seen = []
+    out = tiled_forward(Identity(), image, 32, batch_windows, progress=lambda *done_total: seen.append(done_total))
+    assert seen == calls
+    assert torch.equal(out, tiled_forward(Identity(), image, 32, batch_windows))

@@ -12,7 +12,7 @@ from torch import nn
 
 from utils.device import prepare_model
 from utils.image_io import ImageReadError, read_rgb8, write_png_atomic
-from utils.tiling import tiled_forward
+from utils.tiling import Progress, tiled_forward
 
 
 def prepare_for_inference(model: nn.Module, device: torch.device, channels_last: bool = False,
@@ -42,9 +42,12 @@ def to_rgb8(image: torch.Tensor) -> np.ndarray:
 
 
 def derain(model: nn.Module, rgb8: np.ndarray, window: int = 256, batch_windows: int | None = None,
-           amp: bool = False) -> np.ndarray:
-    """One (H, W, 3) uint8 image restored window by window: the authors' output as uint8."""
-    return to_rgb8(tiled_forward(model, to_tensor(rgb8), window, batch_windows, amp))
+           amp: bool = False, progress: Progress | None = None) -> np.ndarray:
+    """One (H, W, 3) uint8 image restored window by window: the authors' output as uint8.
+
+    `progress(done, total)`: called after each chunk of windows (utils.tiling.tiled_forward).
+    """
+    return to_rgb8(tiled_forward(model, to_tensor(rgb8), window, batch_windows, amp, progress))
 
 
 class FolderRun:

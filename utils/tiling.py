@@ -6,6 +6,7 @@ bottom edge and the bottom-right corner window are added. The windows tile the i
 overlap in what they put back: the edge windows fill only the strip the grid did not cover.
 Sides shorter than the window are reflect-padded up to it and cropped back afterwards.
 """
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -101,14 +102,19 @@ def check_batch_windows(batch_windows: int | None) -> int | None:
     return batch_windows
 
 
+Progress = Callable[[int, int], None]  # called with (windows done, windows in all)
+
+
 def tiled_forward(model: nn.Module, image: torch.Tensor, window: int = 256, batch_windows: int | None = None,
-                  amp: bool = False) -> torch.Tensor:
+                  amp: bool = False, progress: Progress | None = None) -> torch.Tensor:
     """Restores a (1, 3, H, W) image window by window; returns output 0, (1, 3, H, W), clamped to [0, 1].
 
     Windows go through `model` (put it in eval mode) at most `batch_windows` at a time (None: all at
     once, as the authors do; on the CPU in fp32 every chunk size gives the same numbers, on CUDA the
     kernels cuDNN picks depend on the batch size). Each chunk is moved to the model's device and its
     output back to the image's, so a big image can stay on the CPU. `amp`: bf16 autocast. No gradients.
+    `progress(done, total)` is called once per chunk (a lone last window's chunk re-runs one window, so
+    `done` is the chunk's end, not a sum).
     """
     check_window(window)
     check_batch_windows(batch_windows)
@@ -129,4 +135,6 @@ def tiled_forward(model: nn.Module, image: torch.Tensor, window: int = 256, batc
             for w, result in zip(windows, restored):
                 out[0, :, w.fill_top:w.top + window, w.fill_left:w.left + window] = \
                     result[:, w.fill_top - w.top:, w.fill_left - w.left:]
+            if progress is not None:
+                progress(chunk.stop, len(layout))
     return out[..., :height, :width].clamp_(0, 1)
