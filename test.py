@@ -23,7 +23,7 @@ from evaluations.metrics import resolve_protocol
 from models.weights import describe, model_from_checkpoint, network_options
 from utils.device import resolve_device, reuse_freed_cpu_memory, set_tf32, slow_amp_note
 from utils.image_io import IMAGE_EXTENSIONS, list_images
-from utils.inference import FolderRun, device_name, prepare_for_inference
+from utils.inference import BATCH_WINDOWS, WINDOW, FolderRun, device_name, prepare_for_inference
 from utils.options import load_options
 from utils.signals import sigterm_as_interrupt
 from utils.tiling import check_batch_windows, check_window
@@ -41,7 +41,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output_dir", default=Path("results"), type=Path,
                         help="where <stem>.png results go (default: results); never the input folder")
     parser.add_argument("--weights", required=True, type=Path, help="checkpoint (.pth), the authors' or ours")
-    parser.add_argument("--win_size", default=256, type=int, help="window size, a multiple of 16 (default 256)")
+    parser.add_argument("--win_size", default=WINDOW, type=int,
+                        help=f"window size, a multiple of 16 (default {WINDOW})")
     parser.add_argument("--gpus", help="sets CUDA_VISIBLE_DEVICES, e.g. 0 or 1,2")
     parser.add_argument("--target_dir", type=Path, help="clean images with the same stems: also score PSNR/SSIM")
     parser.add_argument("--pair_by_order", action="store_true",
@@ -59,9 +60,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="channels_last memory format on a GPU (within 1e-6; always on for the CPU)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network (slow first image)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing results (default: skip them)")
-    parser.add_argument("--batch_windows", type=int, default=8,
-                        help="windows per network call, at least 2 (default 8; 0: all windows of an image "
-                             "at once, as the authors do); bounds memory, same results on the CPU")
+    parser.add_argument("--batch_windows", type=int, default=BATCH_WINDOWS,
+                        help=f"windows per network call, at least 2 (default {BATCH_WINDOWS}; 0: all windows of "
+                             "an image at once, as the authors do); bounds memory, same results on the CPU")
     return parser.parse_args(argv)
 
 

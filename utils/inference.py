@@ -14,6 +14,9 @@ from utils.device import prepare_model
 from utils.image_io import ImageReadError, read_rgb8, write_png_atomic
 from utils.tiling import Progress, tiled_forward
 
+WINDOW = 256  # the authors' test-time window (test.py --win_size)
+BATCH_WINDOWS = 8  # windows per network call (test.py --batch_windows): bounds memory, same numbers on the CPU
+
 
 def prepare_for_inference(model: nn.Module, device: torch.device, channels_last: bool = False,
                           compile: bool = False) -> nn.Module:
@@ -41,7 +44,7 @@ def to_rgb8(image: torch.Tensor) -> np.ndarray:
     return img_as_ubyte(image[0].permute(1, 2, 0).cpu().numpy())
 
 
-def derain(model: nn.Module, rgb8: np.ndarray, window: int = 256, batch_windows: int | None = None,
+def derain(model: nn.Module, rgb8: np.ndarray, window: int = WINDOW, batch_windows: int | None = None,
            amp: bool = False, progress: Progress | None = None) -> np.ndarray:
     """One (H, W, 3) uint8 image restored window by window: the authors' output as uint8.
 
