@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PROJECT = {"models", "losses", "data", "evaluations", "utils", "bench", "train", "test", "app"}
+PROJECT = {"models", "losses", "data", "evaluations", "utils", "bench", "train", "test", "app", "webapp"}
 # What each package may import from the project, besides itself.
 ALLOWED = {
     "utils": set(),
@@ -13,18 +13,25 @@ ALLOWED = {
     "losses": {"utils"},
     "data": {"utils"},
     "evaluations": {"utils", "models"},
+    "webapp": {"utils", "models", "evaluations"},  # the web app's layer, beside the scripts
 }
+GRADIO_USERS = {"webapp/page.py"}  # gradio is optional (requirements-app.txt): app.py imports it through here
 
 
-def project_imports(path: Path) -> set[str]:
-    """The project's top-level packages and modules that a file imports (relative imports excluded)."""
+def top_level_imports(path: Path) -> set[str]:
+    """The top-level packages and modules that a file imports (relative imports excluded)."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module.split(".")[0])
-    return names & PROJECT
+    return names
+
+
+def project_imports(path: Path) -> set[str]:
+    """The project's top-level packages and modules that a file imports (relative imports excluded)."""
+    return top_level_imports(path) & PROJECT
 
 
 @pytest.mark.parametrize("package", sorted(ALLOWED))
@@ -33,3 +40,10 @@ def test_packages_import_only_lower_layers(package):
                  for path in sorted((REPO / package).glob("*.py"))
                  if (imports := project_imports(path)) - ALLOWED[package] - {package}}
     assert not offending, offending
+
+
+def test_only_the_web_page_imports_gradio():
+    sources = (path.relative_to(REPO) for path in REPO.rglob("*.py"))
+    users = {path.as_posix() for path in sources if not any(part.startswith(".") for part in path.parts)
+             and path.parts[0] != "tests" and "gradio" in top_level_imports(REPO / path)}
+    assert users <= GRADIO_USERS, users - GRADIO_USERS

@@ -1,0 +1,87 @@
+"""Derain images in the browser: a local web page around the network, giving the pixels test.py writes.
+
+python app.py [--weights FILE ...] [--host 127.0.0.1] [--port 7860] [--device auto|cpu|cuda] [--max_pixels N]
+
+Open http://127.0.0.1:7860 (the --host and --port), upload a rainy photo, press Derain. The page offers
+each --weights file and the demo model once `bash demo.sh` has trained it. Needs gradio
+(pip install -r requirements-app.txt). The work is in webapp/ (jobs.py: no gradio; page.py: the page).
+Exit codes: 0 stopped with Ctrl-C or SIGTERM, 2 bad arguments, no weights, or gradio missing.
+"""
+import argparse
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from utils.device import resolve_device, reuse_freed_cpu_memory, set_tf32
+from webapp.jobs import MAX_PIXELS, Deraining, weight_choices
+
+INSTALL = "pip install -r requirements-app.txt"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python app.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", action="append",
+                        help="a checkpoint (.pth) to offer; repeat for more (default: the demo model, if trained)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to serve on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--max_pixels", type=int, default=MAX_PIXELS,
+                        help=f"largest image taken, in pixels (default {MAX_PIXELS:,}: 4096x4096)")
+    return parser.parse_args(argv)
+
+
+def setup(args: argparse.Namespace) -> tuple[dict[str, str], torch.device]:
+    """The weights on offer and the device, as test.py sets it up (no TF32 on CUDA); ValueError if bad."""
+    if args.max_pixels < 1:
+        raise ValueError(f"--max_pixels must be positive, got {args.max_pixels}")
+    choices = weight_choices(args.weights)
+    device = resolve_device(args.device)
+    if device.type == "cuda":
+        set_tf32(False)
+    reuse_freed_cpu_memory(device)
+    return choices, device
+
+
+def stop(signum: int, frame: object) -> None:
+    """SIGTERM (a test's or a scheduler's stop) ends the server as Ctrl-C does, so the temp folder goes too."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second one (e.g. to the process group) would
+    raise KeyboardInterrupt                        # interrupt gradio's own shutdown
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; serves until stopped and returns the exit code."""
+    try:
+        args = parse_args(argv)
+    except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
+        return int(exit_.code or 0)
+    try:
+        from webapp.page import build_page, serve
+    except ModuleNotFoundError as err:
+        if err.name != "gradio":
+            raise
+        print(f"app.py: error: the web app needs gradio, which is not installed: {INSTALL}", file=sys.stderr)
+        return 2
+    try:
+        choices, device = setup(args)
+    except ValueError as err:
+        print(f"app.py: error: {err}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, stop)
+    with tempfile.TemporaryDirectory(prefix="nerd-rain-app-") as out_dir:
+        page = build_page(Deraining(choices, device, Path(out_dir), args.max_pixels))
+        print(f"weights: {', '.join(choices)}; device: {device}; images up to {args.max_pixels:,} pixels",
+              flush=True)
+        try:
+            serve(page, args.host, args.port)
+        except OSError as err:  # gradio: the port is taken, or the host is not an address here
+            print(f"app.py: error: cannot serve on {args.host}:{args.port}: {err}", file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

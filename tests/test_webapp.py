@@ -1,0 +1,138 @@
+"""webapp.jobs, what the web app's Derain button does (no gradio, no browser; tests/test_app.py has those):
+test.py's pixels, the weights on offer and their loading, the pixel limit and bad files as messages."""
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from evaluations.metrics import psnr_ssim
+from models import build_model
+from models.weights import save_network
+from utils.image_io import read_rgb8, write_png_atomic
+from webapp import jobs
+from webapp.jobs import Deraining, InputError, Upload, read_upload, weight_choices
+
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("derain_cli", REPO / "test.py")  # not the stdlib's test
+cli = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cli)
+TINY = {"type": "NeRDRain", "dim": 8, "num_blocks": [1, 1, 1], "heads": [1, 1, 2]}
+RNG = np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
+    save_network(path, build_model(TINY), epoch=1)
+    return path
+
+
+@pytest.fixture
+def deraining(tmp_path, weights) -> Deraining:
+    broken = tmp_path / "broken.pth"
+    broken.write_text("not a checkpoint")
+    (tmp_path / "jobs").mkdir()
+    return Deraining({"tiny": str(weights), "broken": str(broken)}, torch.device("cpu"), tmp_path / "jobs",
+                     max_pixels=300 * 300)
+
+
+def image_file(path: Path, height: int, width: int) -> Upload:
+    write_png_atomic(path, RNG.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    return Upload(path, path.name)
+
+
+def test_result_is_test_py_output_and_progress_counts_windows(tmp_path, weights, deraining):
+    image = image_file(tmp_path / "rainy.png", 260, 300)  # 4 windows of 256
+    seen = []
+    done = deraining(image, str(weights), progress=lambda *done_total: seen.append(done_total))
+    assert cli.main(["--input", str(image.path), "--output_dir", str(tmp_path / "cli"), "--weights", str(weights),
+                     "--device", "cpu"]) == 0
+    assert np.array_equal(read_rgb8(done.output_png)[0], read_rgb8(tmp_path / "cli" / "rainy.png")[0])
+    assert np.array_equal(read_rgb8(done.input_png)[0], read_rgb8(image.path)[0])
+    assert done.output_png.name == "rainy_derained.png" and done.scores is None
+    assert seen == [(4, 4)]
+    assert "300x260" in done.summary and "cpu" in done.summary
+
+
+def test_clean_target_is_scored_with_the_protocol(tmp_path, weights, deraining):
+    image, clean = image_file(tmp_path / "rainy.png", 40, 30), image_file(tmp_path / "clean.png", 40, 30)
+    for protocol in ("A", "B"):
+        done = deraining(image, str(weights), clean, protocol)
+        assert done.scores == psnr_ssim(read_rgb8(done.output_png)[0], read_rgb8(clean.path)[0], protocol)
+    with pytest.raises(InputError, match="The clean target small.png is 30x20, the image 30x40"):
+        deraining(image, str(weights), image_file(tmp_path / "small.png", 20, 30))
+
+
+def test_bad_weights_are_a_message_and_the_next_job_works(tmp_path, weights, deraining):
+    image = image_file(tmp_path / "rainy.png", 20, 20)
+    with pytest.raises(InputError, match="Cannot load the weights broken.pth: cannot read checkpoint"):
+        deraining(image, deraining.choices["broken"])
+    with pytest.raises(InputError, match="Unknown weights"):
+        deraining(image, "/etc/passwd")
+    assert deraining(image, str(weights)).output_png.is_file()
+
+
+def test_network_is_loaded_once_and_again_when_the_file_changes(tmp_path, weights, deraining):
+    copy = tmp_path / "copy.pth"
+    copy.write_bytes(weights.read_bytes())
+    first = deraining.networks.get(str(copy))
+    assert deraining.networks.get(str(copy)) is first
+    os.utime(copy, ns=(0, 0))
+    assert deraining.networks.get(str(copy)) is not first
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"", "Cannot read x.png: empty file."),
+    (b"\x89PNG\r\n\x1a\n" + b"not really a png" * 8, "Cannot read x.png: not a decodable image"),
+])
+def test_undecodable_files_are_a_message(tmp_path, content, expected):
+    (tmp_path / "x.png").write_bytes(content)
+    with pytest.raises(InputError, match=expected):
+        read_upload(Upload(tmp_path / "x.png", "x.png"), 100)
+
+
+def test_pixel_limit_is_checked_before_decoding(tmp_path, monkeypatch):
+    path = tmp_path / "wide.png"
+    assert cv2.imwrite(str(path), np.zeros((11, 10, 3), np.uint8))
+    assert read_upload(Upload(path, "wide.png"), 110)[0].shape == (11, 10, 3)
+    monkeypatch.setattr(jobs, "read_rgb8", None)  # never reached
+    with pytest.raises(InputError, match=r"wide.png is 10x11 = 110 pixels; this app takes images of at most 109 "):
+        read_upload(Upload(path, "wide.png"), 109)
+
+
+def test_odd_formats_are_converted_with_a_note(tmp_path, deraining, weights):
+    path = tmp_path / "gray16.png"
+    assert cv2.imwrite(str(path), RNG.integers(0, 65536, (20, 30), dtype=np.uint16))
+    done = deraining(Upload(path, path.name), str(weights))
+    assert "converted to 8-bit RGB (16-bit, grayscale)" in done.summary
+
+
+def test_weight_choices(tmp_path, weights, monkeypatch):
+    monkeypatch.setattr(jobs, "REPO", tmp_path)
+    with pytest.raises(ValueError, match="no weights: pass --weights"):
+        weight_choices(None)
+    with pytest.raises(ValueError, match="--weights nope.pth: no such file"):
+        weight_choices(["nope.pth"])
+    assert weight_choices([str(weights)]) == {str(weights): str(weights.resolve())}
+    demo = tmp_path / jobs.DEMO_WEIGHTS
+    demo.parent.mkdir(parents=True)
+    demo.write_bytes(weights.read_bytes())
+    assert weight_choices([str(weights)]) == {str(weights): str(weights.resolve()),
+                                              f"demo model ({jobs.DEMO_WEIGHTS})": str(demo.resolve())}
+    assert list(weight_choices([str(demo)]).values()) == [str(demo.resolve())]  # offered once
+
+
+def test_app_without_gradio_says_how_to_install_it(weights):
+    hide_gradio = ("import runpy, sys; sys.modules['gradio'] = None; sys.argv[0] = 'app.py'; "
+                   "runpy.run_path('app.py', run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", hide_gradio, "--weights", str(weights)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert "pip install -r requirements-app.txt" in done.stderr and "Traceback" not in done.stderr
