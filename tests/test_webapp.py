@@ -19,9 +19,17 @@ from webapp import jobs
 from webapp.jobs import Deraining, InputError, Upload, read_upload, weight_choices
 
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("derain_cli", REPO / "test.py")  # not the stdlib's test
-cli = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cli)
+
+
+def load_script(name: str):
+    """A script at the repository root, loaded by path (`import test` could find the stdlib's test)."""
+    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cli, app = load_script("test"), load_script("app")
 TINY = {"type": "NeRDRain", "dim": 8, "num_blocks": [1, 1, 1], "heads": [1, 1, 2]}
 RNG = np.random.default_rng(0)
 
@@ -35,7 +43,9 @@ def weights(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def deraining(tmp_path, weights) -> Deraining:
+def deraining(tmp_path, weights, monkeypatch) -> Deraining:
+    """With windows of 32 instead of test.py's default 256, for speed (tests/test_app.py runs 256)."""
+    monkeypatch.setattr(jobs, "WINDOW", 32)
     broken = tmp_path / "broken.pth"
     broken.write_text("not a checkpoint")
     (tmp_path / "jobs").mkdir()
@@ -49,23 +59,22 @@ def image_file(path: Path, height: int, width: int) -> Upload:
 
 
 def test_result_is_test_py_output_and_progress_counts_windows(tmp_path, weights, deraining):
-    image = image_file(tmp_path / "rainy.png", 260, 300)  # 4 windows of 256
+    image = image_file(tmp_path / "rainy.png", 80, 100)  # 3 x 4 windows of 32: chunks of 8 and 4
     seen = []
     done = deraining(image, str(weights), progress=lambda *done_total: seen.append(done_total))
     assert cli.main(["--input", str(image.path), "--output_dir", str(tmp_path / "cli"), "--weights", str(weights),
-                     "--device", "cpu"]) == 0
+                     "--device", "cpu", "--win_size", "32"]) == 0
     assert np.array_equal(read_rgb8(done.output_png)[0], read_rgb8(tmp_path / "cli" / "rainy.png")[0])
     assert np.array_equal(read_rgb8(done.input_png)[0], read_rgb8(image.path)[0])
     assert done.output_png.name == "rainy_derained.png" and done.scores is None
-    assert seen == [(4, 4)]
-    assert "300x260" in done.summary and "cpu" in done.summary
+    assert seen == [(8, 12), (12, 12)]
+    assert "100x80" in done.summary and "cpu" in done.summary
 
 
 def test_clean_target_is_scored_with_the_protocol(tmp_path, weights, deraining):
     image, clean = image_file(tmp_path / "rainy.png", 40, 30), image_file(tmp_path / "clean.png", 40, 30)
-    for protocol in ("A", "B"):
-        done = deraining(image, str(weights), clean, protocol)
-        assert done.scores == psnr_ssim(read_rgb8(done.output_png)[0], read_rgb8(clean.path)[0], protocol)
+    done = deraining(image, str(weights), clean, "B")
+    assert done.scores == psnr_ssim(read_rgb8(done.output_png)[0], read_rgb8(clean.path)[0], "B")
     with pytest.raises(InputError, match="The clean target small.png is 30x20, the image 30x40"):
         deraining(image, str(weights), image_file(tmp_path / "small.png", 20, 30))
 
@@ -127,6 +136,15 @@ def test_weight_choices(tmp_path, weights, monkeypatch):
     assert weight_choices([str(weights)]) == {str(weights): str(weights.resolve()),
                                               f"demo model ({jobs.DEMO_WEIGHTS})": str(demo.resolve())}
     assert list(weight_choices([str(demo)]).values()) == [str(demo.resolve())]  # offered once
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--weights", "nope.pth"], "--weights nope.pth: no such file"),
+    (["--max_pixels", "0"], "--max_pixels must be positive"),
+])
+def test_app_refuses_bad_arguments(args, expected):
+    with pytest.raises(ValueError, match=expected):
+        app.setup(app.parse_args(args))
 
 
 def test_app_without_gradio_says_how_to_install_it(weights):
