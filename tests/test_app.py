@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 
+from evaluations.metrics import psnr_ssim
 from models import build_model
 from models.weights import save_network
 
@@ -176,10 +177,10 @@ class Tab:
         self.page.goto(url)
         expect(self.page.locator("#run")).to_be_enabled()
 
-    def upload(self, path: Path) -> None:
+    def upload(self, path: Path, where: str = "#input-image") -> None:
         """Sets the file and waits until the page shows it, i.e. the upload has reached the server."""
-        self.page.locator("#input-image input[type=file]").set_input_files(path)
-        expect(self.page.locator("#input-image img")).to_have_attribute("src", re.compile(re.escape(path.name) + "$"))
+        self.page.locator(f"{where} input[type=file]").set_input_files(path)
+        expect(self.page.locator(f"{where} img")).to_have_attribute("src", re.compile(re.escape(path.name) + "$"))
 
     def choose_weights(self, label: str) -> None:
         self.page.locator("#weights input").click()
@@ -248,7 +249,7 @@ def test_result_is_test_py_output_and_jobs_queue(server, browser, files, tmp_pat
         second.close()
 
 
-def test_bad_input_is_a_message_and_the_page_goes_on(server, browser, files):
+def test_bad_input_is_a_message_and_the_page_goes_on_with_scores(server, browser, files):
     tab = Tab(browser, server.ready())
     try:
         tab.upload(files["broken"])
@@ -261,7 +262,12 @@ def test_bad_input_is_a_message_and_the_page_goes_on(server, browser, files):
         tab.expect_message("Cannot load the weights broken.pth: cannot read checkpoint")
 
         tab.choose_weights(str(files["weights"]))
+        tab.page.get_by_text("Score against a clean target").click()
+        tab.upload(files["small"], "#target-image")  # the input as its own target: any image of its size
         tab.click_derain()
-        assert decode_rgb(tab.result("small")).shape == (90, 120, 3)
+        result = decode_rgb(tab.result("small"))
+        assert result.shape == (90, 120, 3)
+        psnr, ssim = psnr_ssim(result, decode_rgb(files["small"].read_bytes()), "A")
+        expect(tab.page.locator("#scores")).to_have_text(f"PSNR {psnr:.4f} dB, SSIM {ssim:.4f} (protocol A)")
     finally:
         tab.close()

@@ -67,17 +67,18 @@ def build_page(deraining: Deraining) -> gr.Blocks:
 
         def derain(image: dict | None, weights_file: str, target_file: dict | None, protocol_name: str,
                    progress=gr.Progress()) -> tuple:
-            if upload(image) is None:
+            rainy = upload(image)
+            if rainy is None:
                 raise message("Upload an image first.")
             try:
-                done = deraining(upload(image), weights_file, upload(target_file), protocol_name,
-                                 lambda done, total: progress((done, total), desc="Deraining", unit="windows"))
+                job = deraining(rainy, weights_file, upload(target_file), protocol_name,
+                                lambda count, total: progress((count, total), desc="Deraining", unit="windows"))
             except InputError as err:
                 raise message(str(err)) from None
-            score_line = "" if done.scores is None else (
-                f"PSNR **{done.scores[0]:.4f}** dB, SSIM **{done.scores[1]:.4f}** (protocol {protocol_name})")
-            return (str(done.output_png), (str(done.input_png), str(done.output_png)),
-                    gr.DownloadButton(value=str(done.output_png), interactive=True), done.summary, score_line)
+            score_line = "" if job.scores is None else (
+                f"PSNR **{job.scores[0]:.4f}** dB, SSIM **{job.scores[1]:.4f}** (protocol {protocol_name})")
+            return (str(job.output_png), (str(job.input_png), str(job.output_png)),
+                    gr.DownloadButton(value=str(job.output_png), interactive=True), job.summary, score_line)
 
         run.click(derain, inputs=[source, weights, target, protocol], outputs=[result, compare, download, summary,
                   scores], preprocess=False, concurrency_limit=1, concurrency_id="derain", api_name="derain")
