@@ -2,13 +2,16 @@
 
 python test.py --input_dir DIR|FILE --output_dir DIR --weights FILE [--win_size 256] [--gpus 0]
                [--target_dir DIR [--protocol A|B|<dataset>] [--pair_by_order]] [--opt YAML] [--device auto|cpu|cuda]
-               [--save_comparison] [--amp] [--channels_last] [--compile] [--overwrite] [--batch_windows N]
+               [--niqe] [--json FILE] [--save_comparison] [--amp] [--channels_last] [--compile] [--overwrite]
+               [--batch_windows N]
 
 Each image is restored window by window (utils/tiling.py) and written as <stem>.png in 8-bit RGB.
+--target_dir scores the results by PSNR/SSIM; --niqe by the no-reference NIQE of input and result (real rain).
 Exit codes: 0 done, 1 some images could not be restored or scoring failed, 2 bad arguments or files,
 130 interrupted (Ctrl-C or SIGTERM; the results written so far are kept, and a rerun skips them).
 """
 import argparse
+import json
 import os
 import sys
 from collections import Counter
@@ -18,11 +21,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from evaluations.evaluate import evaluate_pairs, format_table, pair_files
+from evaluations.evaluate import add_input_niqe, evaluate_pairs, format_table, niqe_report, pair_files
 from evaluations.metrics import resolve_protocol
 from models.weights import describe, model_from_checkpoint, network_options
 from utils.device import resolve_device, reuse_freed_cpu_memory, set_tf32, slow_amp_note
-from utils.image_io import IMAGE_EXTENSIONS, list_images
+from utils.image_io import IMAGE_EXTENSIONS, atomic_save, list_images
 from utils.inference import BATCH_WINDOWS, WINDOW, FolderRun, device_name, prepare_for_inference
 from utils.options import load_options
 from utils.signals import sigterm_as_interrupt
@@ -50,6 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--protocol", default="A",
                         help="scoring protocol: A, B, or a dataset name (Rain200L/H, Rain100L/H, SPA-Data: A; "
                              "DID-Data, DDN-Data: B); default A")
+    parser.add_argument("--niqe", action="store_true",
+                        help="also score inputs and results by NIQE (no reference, for real rain; lower is better)")
+    parser.add_argument("--json", type=Path, help="also write the scores (--target_dir, --niqe) to this JSON file")
     parser.add_argument("--opt", type=Path, help="options YAML whose 'network' section builds the network "
                                                  "(default: inferred from the checkpoint)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -113,6 +119,11 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise UsageError(f"{flag}: {err}") from None
     if args.target_dir is not None and not args.target_dir.is_dir():
         raise UsageError(f"--target_dir {args.target_dir}: no such folder")
+    if args.json is not None:
+        if args.target_dir is None and not args.niqe:
+            raise UsageError("--json writes scores: add --target_dir (PSNR/SSIM) or --niqe")
+        if args.json.is_dir() or not args.json.parent.is_dir():
+            raise UsageError(f"--json {args.json}: not a file path in an existing folder")
 
 
 def select_device(name: str, gpus: str | None, amp: bool) -> torch.device:
@@ -164,15 +175,36 @@ def input_targets(files: list[Path], target_dir: Path, by_order: bool) -> dict[s
     return {inp.stem: target for inp, target in pairs}
 
 
-def score(args: argparse.Namespace, results: list[Path], targets: dict[str, Path]) -> bool:
-    """Prints the PSNR/SSIM table of this run's results against their targets; False if scoring failed."""
+def score(args: argparse.Namespace, results: list[Path], inputs: dict[str, Path], targets: dict[str, Path]) -> bool:
+    """Prints (and with --json writes) the scores of this run's results; False if scoring failed or was partial.
+
+    PSNR/SSIM against `targets` (by result stem); with --niqe, NIQE of each result and of its input.
+    """
     try:
-        report = evaluate_pairs([(path, targets[path.stem]) for path in results], args.protocol)
+        if targets:
+            report = evaluate_pairs([(path, targets[path.stem]) for path in results], args.protocol,
+                                    with_niqe=args.niqe)
+        else:
+            report = niqe_report(results)
+        if args.niqe:
+            add_input_niqe(report, [inputs[path.stem] for path in results])
+        if args.json:
+            atomic_save(args.json, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1)))
     except (ValueError, OSError) as err:
         print(f"scoring failed: {err}", file=sys.stderr)
         return False
     print(format_table(report))
-    return True
+    if args.niqe:
+        mean = report["mean"]
+        print(f"NIQE (no reference; lower is better): inputs {_format(mean['niqe_input'])}, "
+              f"results {_format(mean['niqe'])}")
+    for failure in report.get("failed", []):
+        print(f"NIQE failed for {failure['name']}: {failure['error']}", file=sys.stderr)
+    return not report.get("failed")
+
+
+def _format(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def setup(args: argparse.Namespace) -> tuple[list[Path], dict[str, Path], torch.device, nn.Module]:
@@ -216,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
               "existing results are skipped.", file=sys.stderr)
         return 130
     print(run.report(device))
-    scored = score(args, run.written + run.skipped, targets) if targets and (run.written or run.skipped) else True
+    results = run.written + run.skipped
+    scoring = (targets or args.niqe) and results
+    scored = score(args, results, {path.stem: path for path in files}, targets) if scoring else True
     return 0 if scored and not run.failed else 1
 
 

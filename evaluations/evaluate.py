@@ -129,6 +129,11 @@ def evaluate_niqe(result_dir: str | Path, progress: bool = False, only: Collecti
     paths = require_images(result_dir)
     if only is not None:
         paths = [p for p in paths if p.stem in only]
+    return niqe_report(paths, progress)
+
+
+def niqe_report(paths: list[Path], progress: bool = False) -> dict:
+    """The report of evaluate_niqe for given image files."""
     images, failed, read = [], [], _Reader()
     for path in tqdm(paths, desc="NIQE", unit="img", disable=not progress):
         score = _niqe_or_none(read(path), path, failed)
@@ -141,8 +146,22 @@ def evaluate_niqe(result_dir: str | Path, progress: bool = False, only: Collecti
     return report
 
 
+def add_input_niqe(report: dict, inputs: list[Path], progress: bool = False) -> None:
+    """Adds the NIQE of each result's input ("niqe_input", matched by stem) and its mean to `report`.
+
+    The inputs NIQE cannot score get None and join report["failed"].
+    """
+    scored = niqe_report(inputs, progress)
+    by_stem = {Path(im["name"]).stem: im["niqe"] for im in scored["images"]}
+    for image in report["images"]:
+        image["niqe_input"] = by_stem.get(Path(image["name"]).stem)
+    report["mean"]["niqe_input"] = _mean(report["images"], "niqe_input")
+    if scored.get("failed"):
+        report["failed"] = [*report.get("failed", []), *scored["failed"]]
+
+
 # (report key, column title, width) in table order
-_COLUMNS = (("psnr", "PSNR", 8), ("ssim", "SSIM", 6), ("niqe", "NIQE", 8))
+_COLUMNS = (("psnr", "PSNR", 8), ("ssim", "SSIM", 6), ("niqe_input", "NIQE in", 8), ("niqe", "NIQE", 8))
 
 
 def format_table(report: dict) -> str:

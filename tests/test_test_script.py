@@ -1,5 +1,6 @@
 """test.py, the deraining command line: outputs, odd and broken inputs, no overwriting, scoring, errors."""
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from evaluations.niqe import niqe
 from models import build_model
 from models.weights import model_from_checkpoint, save_network
 from utils.image_io import read_rgb8, write_png_atomic
@@ -192,6 +194,54 @@ def test_scoring_failure_is_reported_with_exit_1(tmp_path, weights, capsys):
     assert run(tmp_path, weights, "--target_dir", str(tmp_path / "targets")) == 1
     assert "scoring failed" in capsys.readouterr().err
     assert (tmp_path / "out" / "a.png").is_file()
+
+
+def rainy_crops(shared_dir: Path, folder: Path, side: str = "input") -> list[Path]:
+    """The shared Rain200L samples cropped to 96x192: two NIQE blocks, a quick test."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in sorted((shared_dir / "samples" / "rain200l" / "test" / side).iterdir()):
+        write_png_atomic(folder / f"{path.stem}.png", read_rgb8(path)[0][:96, :192].copy())
+    return sorted(folder.iterdir())
+
+
+def test_niqe_of_inputs_and_results_printed_and_written(tmp_path, weights, shared_dir, capsys):
+    inputs = rainy_crops(shared_dir, tmp_path / "in")
+    assert run(tmp_path, weights, "--niqe", "--json", str(tmp_path / "scores.json")) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((tmp_path / "scores.json").read_text())
+    assert report["metric"] == "niqe" and len(report["images"]) == len(inputs) == 2
+    for image, inp in zip(report["images"], inputs):
+        assert image["niqe"] == niqe(read_rgb8(tmp_path / "out" / image["name"])[0])
+        assert image["niqe_input"] == niqe(read_rgb8(inp)[0])
+    mean = report["mean"]
+    assert mean["niqe_input"] == pytest.approx(np.mean([im["niqe_input"] for im in report["images"]]))
+    assert f"inputs {mean['niqe_input']:.4f}, results {mean['niqe']:.4f}" in printed
+    assert "lower is better" in printed and "NIQE in" in printed
+
+
+def test_niqe_beside_psnr_ssim(tmp_path, weights, shared_dir):
+    rainy_crops(shared_dir, tmp_path / "in")
+    rainy_crops(shared_dir, tmp_path / "target", "target")
+    assert run(tmp_path, weights, "--niqe", "--target_dir", str(tmp_path / "target"),
+               "--json", str(tmp_path / "scores.json")) == 0
+    images = json.loads((tmp_path / "scores.json").read_text())["images"]
+    assert all({"psnr", "ssim", "niqe", "niqe_input"} <= image.keys() for image in images)
+
+
+def test_niqe_names_an_image_too_small_and_scores_the_rest(tmp_path, weights, shared_dir, capsys):
+    rainy_crops(shared_dir, tmp_path / "in")
+    make_inputs(tmp_path / "in", {"small": (64, 64)})
+    assert run(tmp_path, weights, "--niqe") == 1
+    captured = capsys.readouterr()
+    assert "NIQE failed for small.png" in captured.err and "mean (2 images)" in captured.out
+    assert (tmp_path / "out" / "small.png").is_file()
+
+
+def test_json_without_scores_is_refused(tmp_path, weights, capsys):
+    make_inputs(tmp_path / "in", {"a": (32, 32)})
+    assert run(tmp_path, weights, "--json", str(tmp_path / "scores.json")) == 2
+    assert "add --target_dir (PSNR/SSIM) or --niqe" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_ctrl_c_stops_cleanly_keeps_what_was_written_and_leaves_no_partial_file(tmp_path, weights, capsys,
