@@ -1,11 +1,12 @@
 """Derain images in the browser: a local web page around the network, giving the pixels test.py writes.
 
-python app.py [--weights FILE ...] [--host 127.0.0.1] [--port 7860] [--device auto|cpu|cuda] [--max_pixels N]
+python app.py [--weights FILE|NAME ...] [--host 127.0.0.1] [--port 7860] [--device auto|cpu|cuda] [--max_pixels N]
 
 Open http://127.0.0.1:7860 (the --host and --port), upload a rainy photo, press Derain. The page offers
-each --weights file and the demo model once `bash demo.sh` has trained it. Needs gradio
+each --weights file, the demo model once `bash demo.sh` has trained it, and the authors' released
+weights by name (downloaded on first use: models/pretrained.py). Needs gradio
 (pip install -r requirements-app.txt). The work is in webapp/ (jobs.py: no gradio; page.py: the page).
-Exit codes: 0 stopped with Ctrl-C or SIGTERM, 2 bad arguments, no weights, or gradio missing.
+Exit codes: 0 stopped with Ctrl-C or SIGTERM, 2 bad arguments or gradio missing.
 """
 import argparse
 import signal
@@ -24,7 +25,8 @@ INSTALL = "pip install -r requirements-app.txt"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python app.py", description=__doc__.splitlines()[0])
     parser.add_argument("--weights", action="append",
-                        help="a checkpoint (.pth) to offer; repeat for more (default: the demo model, if trained)")
+                        help="a checkpoint (.pth) or released name to offer first; repeat for more (the demo model, "
+                             "if trained, and the released names are always offered)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to serve on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")

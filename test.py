@@ -1,6 +1,6 @@
 """Derain a folder of images (or one image) with a NeRD-Rain checkpoint, as the authors' test.py does.
 
-python test.py --input_dir DIR|FILE --output_dir DIR --weights FILE [--win_size 256] [--gpus 0]
+python test.py --input_dir DIR|FILE --output_dir DIR --weights FILE|NAME [--win_size 256] [--gpus 0]
                [--target_dir DIR [--protocol A|B|<dataset>] [--pair_by_order]] [--opt YAML] [--device auto|cpu|cuda]
                [--niqe] [--json FILE] [--save_comparison] [--amp] [--channels_last] [--compile] [--overwrite]
                [--batch_windows N]
@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from evaluations.evaluate import add_input_niqe, evaluate_pairs, format_table, niqe_report, pair_files
 from evaluations.metrics import resolve_protocol
+from models.pretrained import names as released_names, resolve_weights
 from models.weights import describe, model_from_checkpoint, network_options
 from utils.device import resolve_device, reuse_freed_cpu_memory, set_tf32, slow_amp_note
 from utils.image_io import IMAGE_EXTENSIONS, atomic_save, list_images
@@ -43,7 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="folder of rainy images (or DIR/input, the authors' layout), or one image file")
     parser.add_argument("--output_dir", default=Path("results"), type=Path,
                         help="where <stem>.png results go (default: results); never the input folder")
-    parser.add_argument("--weights", required=True, type=Path, help="checkpoint (.pth), the authors' or ours")
+    parser.add_argument("--weights", required=True, type=Path,
+                        help="checkpoint (.pth), the authors' or ours, or a released name such as NeRD-Rain/Rain200H "
+                             "(python -m models.pretrained list)")
     parser.add_argument("--win_size", default=WINDOW, type=int,
                         help=f"window size, a multiple of 16 (default {WINDOW})")
     parser.add_argument("--gpus", help="sets CUDA_VISIBLE_DEVICES, e.g. 0 or 1,2")
@@ -154,10 +157,11 @@ def load_network(weights: Path, opt: Path | None, device: torch.device, channels
         except ValueError as err:
             raise UsageError(f"--opt: {err}") from None
     try:
-        model = model_from_checkpoint(weights, options)
+        model = model_from_checkpoint(resolve_weights(weights), options)
     except FileNotFoundError as err:
-        raise UsageError(f"{err}; pass --weights path/to/model_best.pth") from None
-    except ValueError as err:
+        raise UsageError(f"{err}; pass --weights path/to/model_best.pth, or a released name "
+                         f"(downloaded once): {', '.join(released_names())}") from None
+    except ValueError as err:  # also a released name whose download failed (pretrained.DownloadError)
         raise UsageError(str(err)) from None
     return prepare_for_inference(model, device, channels_last, compile)
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from evaluations.metrics import psnr_ssim
-from models import build_model
+from models import build_model, pretrained
 from models.weights import save_network
 from utils.image_io import read_rgb8, write_png_atomic
 from webapp import jobs
@@ -125,17 +125,35 @@ def test_odd_formats_are_converted_with_a_note(tmp_path, deraining, weights):
 
 def test_weight_choices(tmp_path, weights, monkeypatch):
     monkeypatch.setattr(jobs, "REPO", tmp_path)
-    with pytest.raises(ValueError, match="no weights: pass --weights"):
-        weight_choices(None)
-    with pytest.raises(ValueError, match="--weights nope.pth: no such file"):
+    monkeypatch.setenv("NERD_RAIN_HOME", str(tmp_path / "home"))
+    released = {f"{name} (the authors' weights, downloaded on first use)": name for name in pretrained.names()}
+    assert weight_choices(None) == released
+    with pytest.raises(ValueError, match="--weights nope.pth: no such file, nor a released name .*NeRD-Rain/SPA-Data"):
         weight_choices(["nope.pth"])
-    assert weight_choices([str(weights)]) == {str(weights): str(weights.resolve())}
+    assert weight_choices([str(weights)]) == {str(weights): str(weights.resolve()), **released}
     demo = tmp_path / jobs.DEMO_WEIGHTS
     demo.parent.mkdir(parents=True)
     demo.write_bytes(weights.read_bytes())
-    assert weight_choices([str(weights)]) == {str(weights): str(weights.resolve()),
-                                              f"demo model ({jobs.DEMO_WEIGHTS})": str(demo.resolve())}
-    assert list(weight_choices([str(demo)]).values()) == [str(demo.resolve())]  # offered once
+    assert list(weight_choices([str(weights)]).items())[:2] == [(str(weights), str(weights.resolve())),
+                                                                (f"demo model ({jobs.DEMO_WEIGHTS})", str(demo.resolve()))]
+    assert list(weight_choices([str(demo)]).values())[:2] == [str(demo.resolve()), "NeRD-Rain-S/Rain200L"]  # once
+    cached = pretrained.find("NeRD-Rain/Rain200H").path
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(weights.read_bytes())
+    choices = weight_choices(["nerd-rain/rain200h"])
+    assert list(choices.items())[0] == ("NeRD-Rain/Rain200H", "NeRD-Rain/Rain200H") and len(choices) == 11
+    assert "NeRD-Rain/Rain200L (the authors' weights, downloaded on first use)" in choices
+
+
+def test_a_released_name_loads_its_cached_file(tmp_path, weights, deraining, monkeypatch):
+    monkeypatch.setenv("NERD_RAIN_HOME", str(tmp_path / "home"))
+    cached = pretrained.find("NeRD-Rain-S/Rain200L").path
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(weights.read_bytes())
+    deraining.choices["NeRD-Rain-S/Rain200L"] = "NeRD-Rain-S/Rain200L"
+    image = tmp_path / "rain.png"
+    write_png_atomic(image, RNG.integers(0, 256, (20, 30, 3), dtype=np.uint8))
+    assert deraining(Upload(image, image.name), "NeRD-Rain-S/Rain200L").output_png.is_file()
 
 
 @pytest.mark.parametrize("args, expected", [

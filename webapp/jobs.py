@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from evaluations.metrics import psnr_ssim, resolve_protocol
+from models.pretrained import find, names, releases, resolve_weights
 from models.weights import describe, model_from_checkpoint, network_options
 from utils.image_io import ImageReadError, read_rgb8, write_png_atomic
 from utils.inference import BATCH_WINDOWS, WINDOW, derain, device_name, prepare_for_inference
@@ -46,20 +47,25 @@ class Result(NamedTuple):
 
 
 def weight_choices(weights: list[str] | None) -> dict[str, str]:
-    """The weights the page offers, {label: file}: each --weights file, then the demo model when
-    `bash demo.sh` has made one. ValueError when a --weights file is missing or there is nothing to offer."""
+    """The weights the page offers, {label: file or released name}: each --weights file or released name,
+    the demo model when `bash demo.sh` has made one, then every released name (downloaded on first use).
+    ValueError when a --weights value is neither a file nor a released name."""
     choices: dict[str, str] = {}
     for given in weights or []:
         path = Path(given).expanduser()
-        if not path.is_file():
-            raise ValueError(f"--weights {given}: no such file")
-        choices.setdefault(given, str(path.resolve()))
+        if path.is_file():
+            choices.setdefault(given, str(path.resolve()))
+        elif release := find(given):
+            choices.setdefault(release.name, release.name)
+        else:
+            raise ValueError(f"--weights {given}: no such file, nor a released name ({', '.join(names())})")
     demo = REPO / DEMO_WEIGHTS
     if demo.is_file() and str(demo.resolve()) not in choices.values():
         choices[f"demo model ({DEMO_WEIGHTS})"] = str(demo.resolve())
-    if not choices:
-        raise ValueError("no weights: pass --weights path/to/model_best.pth, or run `bash demo.sh` first "
-                         f"to train the demo model ({DEMO_WEIGHTS})")
+    for release in releases():
+        if release.name not in choices.values():
+            cached = "" if release.path.is_file() else ", downloaded on first use"
+            choices[f"{release.name} (the authors' weights{cached})"] = release.name
     return choices
 
 
@@ -107,13 +113,14 @@ class Networks:
         self.loaded: dict[str, tuple[int, nn.Module]] = {}  # file -> (its mtime in ns, the network)
 
     def get(self, weights: str) -> nn.Module:
-        """The network in `weights`, ready as test.py runs it (prepare_for_inference), or InputError."""
+        """The network in `weights` (a file or a released name), ready as test.py runs it (prepare_for_inference), or InputError."""
         try:
-            mtime = os.stat(weights).st_mtime_ns
+            path = resolve_weights(weights)  # a released name: its cached file, downloaded the first time
+            mtime = os.stat(path).st_mtime_ns
             if weights in self.loaded and self.loaded[weights][0] == mtime:
                 return self.loaded[weights][1]
             self.loaded.pop(weights, None)  # free the old network before loading the new one
-            model = prepare_for_inference(model_from_checkpoint(weights), self.device)
+            model = prepare_for_inference(model_from_checkpoint(path), self.device)
         except Exception as err:  # noqa: BLE001 - whatever fails to load, the page says so and goes on
             raise InputError(f"Cannot load the weights {Path(weights).name}: {err}") from None
         self.loaded[weights] = (mtime, model)
