@@ -1,0 +1,326 @@
+"""Table 1 in one command: derain the five test sets with the released weights, score each with its
+protocol, and put our numbers beside the paper's.
+
+python -m evaluations.reproduce --datasets_dir Datasets --output_dir results/table1
+    [--models NeRD-Rain NeRD-Rain-S] [--datasets Rain200L Rain200H DID-Data DDN-Data SPA-Data]
+    [--weights_dir DIR] [--device auto|cpu|cuda] [--win_size 256] [--batch_windows 8] [--amp]
+    [--channels_last] [--compile]
+python -m evaluations.reproduce --results_dir R [--datasets_dir Datasets] --output_dir results/table1
+    [--models METHOD ...] [--datasets ...]
+
+Each (model, dataset) derains Datasets/<Dataset>/test/input as test.py does (utils/inference.py),
+writes the images to OUTPUT_DIR/<Model>/<Dataset>/ and scores them against test/target with the
+dataset's protocol (A: Rain200L/H, SPA-Data; B: DID-Data, DDN-Data) into scores.json there. Weights:
+DIR/<Model>/<Dataset>.pth with --weights_dir, else the released ones by name (models/pretrained.py).
+--results_dir scores existing images R/<Method>/<Dataset>/*.png instead (any method names), against
+the dataset's test/target or, where the folder holds N_DR.png beside N_GT.png, against those.
+OUTPUT_DIR/table1.json and table1.md hold the table; a rerun reuses every pair whose images and scores
+are there. A missing dataset or weights file is skipped (not an error).
+Exit codes: 0 done, 1 some pair failed, 2 bad arguments or a dataset folder laid out otherwise,
+130 interrupted (a rerun goes on).
+"""
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from evaluations.evaluate import evaluate_pairs, pair_files
+from evaluations.metrics import resolve_protocol
+from evaluations.table1 import paper_scores, paper_table
+from models import MODELS
+from models.pretrained import DownloadError, fetch, find
+from models.weights import describe, model_from_checkpoint, network_options
+from utils.device import resolve_device, set_tf32
+from utils.image_io import atomic_save, list_images
+from utils.inference import BATCH_WINDOWS, WINDOW, FolderRun, device_name, prepare_for_inference
+from utils.signals import sigterm_as_interrupt
+from utils.tiling import check_batch_windows, check_window
+
+DATASETS: list[str] = paper_table()["datasets"]
+NETWORKS = [size.name for size in MODELS.values()]  # NeRD-Rain, NeRD-Rain-S: the paper's order
+LAYOUT = """DATASETS_DIR/
+  Rain200L/test/input/   the rainy test images (*.png, *.jpg)
+  Rain200L/test/target/  the clean images, with the same names (or in the same sorted order)
+  Rain200H/test/...      and likewise DID-Data, DDN-Data, SPA-Data"""
+_PAIRED = re.compile(r"(.+)_(DR|GT)$")  # the authors' protocol B folders: N_DR.png beside N_GT.png
+
+
+class UsageError(Exception):
+    """A bad argument or dataset folder, found before any pair is run (exit code 2)."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m evaluations.reproduce", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="expected layout:\n" + LAYOUT)
+    parser.add_argument("--datasets_dir", type=Path, help="folder holding <Dataset>/test/input and test/target")
+    parser.add_argument("--output_dir", type=Path, default=Path("results/table1"),
+                        help="where images, table1.json and table1.md go (default results/table1)")
+    parser.add_argument("--models", nargs="+", help=f"default {' '.join(NETWORKS)}; with --results_dir, "
+                                                    "method folders (default: all of them)")
+    parser.add_argument("--datasets", nargs="+", default=DATASETS, help=f"default {' '.join(DATASETS)}")
+    parser.add_argument("--weights_dir", type=Path, help="DIR/<Model>/<Dataset>.pth (default: released weights by name)")
+    parser.add_argument("--results_dir", type=Path, help="score R/<Method>/<Dataset>/*.png instead of deraining")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--win_size", default=WINDOW, type=int, help=f"as test.py (default {WINDOW})")
+    parser.add_argument("--batch_windows", default=BATCH_WINDOWS, type=int, help=f"as test.py (default {BATCH_WINDOWS})")
+    parser.add_argument("--amp", action="store_true", help="as test.py (bf16 autocast; not the paper's setting)")
+    parser.add_argument("--channels_last", action="store_true", help="as test.py")
+    parser.add_argument("--compile", action="store_true", help="as test.py")
+    return parser.parse_args(argv)
+
+
+def canonical(given: list[str], known: list[str], what: str) -> list[str]:
+    """The known spellings of `given` names (any case), or UsageError listing the choices."""
+    by_lower = {name.lower(): name for name in known}
+    if unknown := [name for name in given if name.lower() not in by_lower]:
+        raise UsageError(f"unknown {what} {', '.join(unknown)}; choose from {', '.join(known)}")
+    return list(dict.fromkeys(by_lower[name.lower()] for name in given))
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Names, speed options and folders, before any pair runs."""
+    args.datasets = canonical(args.datasets, DATASETS, "dataset")
+    if args.results_dir is not None:
+        if not args.results_dir.is_dir():
+            raise UsageError(f"--results_dir {args.results_dir}: no such folder (it holds <Method>/<Dataset>/*.png)")
+        methods = sorted(p.name for p in args.results_dir.iterdir() if p.is_dir())
+        args.models = canonical(args.models, methods, "method folder") if args.models else methods
+    else:
+        args.models = canonical(args.models or NETWORKS, NETWORKS, "model")
+        if args.datasets_dir is None:
+            raise UsageError("--datasets_dir is needed (or --results_dir to score existing images)")
+        for flag, check, value in (("--win_size", check_window, args.win_size),
+                                   ("--batch_windows", check_batch_windows, args.batch_windows or None)):
+            try:
+                check(value)
+            except ValueError as err:
+                raise UsageError(f"{flag}: {err}") from None
+    if args.datasets_dir is not None:
+        if not args.datasets_dir.is_dir():
+            raise UsageError(f"--datasets_dir {args.datasets_dir}: no such folder. Expected layout:\n{LAYOUT}")
+        for dataset in args.datasets:
+            check_layout(args.datasets_dir, dataset, need_inputs=args.results_dir is None)
+    if args.output_dir.exists() and not args.output_dir.is_dir():
+        raise UsageError(f"--output_dir {args.output_dir} is a file, not a folder")
+
+
+def check_layout(datasets_dir: Path, dataset: str, need_inputs: bool) -> None:
+    """UsageError showing the expected layout when DATASETS_DIR/<dataset> exists but is laid out otherwise."""
+    folder = datasets_dir / dataset
+    if not folder.is_dir():
+        return  # not downloaded: its rows are skipped
+    for part in ("input", "target") if need_inputs else ("target",):
+        sub = folder / "test" / part
+        if not sub.is_dir() or not list_images(sub):
+            found = ", ".join(sorted(p.name for p in folder.iterdir())[:8]) or "nothing"
+            raise UsageError(f"{folder} is not laid out as expected: {sub} has no images (the folder holds "
+                             f"{found}). Expected layout:\n{LAYOUT}")
+
+
+def select_device(name: str, amp: bool) -> torch.device:
+    """--device resolved; on CUDA without --amp, TF32 off (full fp32), as test.py runs."""
+    try:
+        device = resolve_device(name)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    if device.type == "cuda" and not amp:
+        set_tf32(False)
+    return device
+
+
+def paired_results(folder: Path) -> list[tuple[Path, Path]] | None:
+    """N_DR/N_GT pairs when `folder` holds the authors' protocol B layout, else None."""
+    sides: dict[str, dict[str, Path]] = {"DR": {}, "GT": {}}
+    for path in list_images(folder):
+        if match := _PAIRED.fullmatch(path.stem):
+            sides[match.group(2)][match.group(1)] = path
+    if not sides["DR"] or not sides["GT"]:
+        return None
+    if sides["DR"].keys() != sides["GT"].keys():
+        raise ValueError(f"{folder}: the *_DR and *_GT images do not pair up "
+                         f"(e.g. {sorted(sides['DR'].keys() ^ sides['GT'].keys())[:3]})")
+    return [(sides["DR"][n], sides["GT"][n]) for n in sorted(sides["DR"])]
+
+
+def pair_by_name_or_order(files: list[Path], targets: list[Path], sides: tuple[str, str]) -> tuple[list, str]:
+    """(pairs, how): by name where every name pairs, else by sorted order as the authors' scripts do."""
+    try:
+        return pair_files(files, targets, sides=sides), "by name"
+    except ValueError:
+        return pair_files(files, targets, by_order=True, sides=sides), "by sorted order"
+
+
+def new_row(model: str, dataset: str) -> dict:
+    paper = paper_scores(model, dataset) or (None, None)
+    return {"model": model, "dataset": dataset, "protocol": resolve_protocol(dataset), "images": 0, "psnr": None,
+            "ssim": None, "paper_psnr": paper[0], "paper_ssim": paper[1], "status": "skipped"}
+
+
+def scored_row(row: dict, pairs: list[tuple[Path, Path]], pairing: str, scores_file: Path) -> dict:
+    """The row with the mean PSNR/SSIM of `pairs` (evaluations.evaluate), written to `scores_file` too."""
+    report = evaluate_pairs(pairs, row["dataset"], progress=True)
+    report |= {"pairing": pairing, **{key: row[key] for key in ("network", "weights") if key in row}}
+    atomic_save(scores_file, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1)))
+    return scores_row(row, report)
+
+
+def scores_row(row: dict, report: dict) -> dict:
+    extra = {key: report[key] for key in ("pairing", "network", "weights") if key in report}
+    return {**row, "images": len(report["images"]), "psnr": report["mean"]["psnr"], "ssim": report["mean"]["ssim"],
+            **extra, "status": "done"}
+
+
+def reused_scores(scores_file: Path, results: list[Path]) -> dict | None:
+    """The scores of an earlier run when they cover exactly these result images, all present."""
+    if not scores_file.is_file() or not all(path.is_file() for path in results):
+        return None
+    report = json.loads(scores_file.read_text())
+    return report if [im["name"] for im in report["images"]] == [p.name for p in results] else None
+
+
+def earlier_networks(table: Path) -> dict[tuple[str, str], dict[str, str]]:
+    """(model, dataset) -> {"network", "weights"} as an earlier run's table1.json recorded them."""
+    rows = json.loads(table.read_text())["rows"] if table.is_file() else []
+    return {(r["model"], r["dataset"]): {k: r[k] for k in ("network", "weights") if k in r} for r in rows}
+
+
+def weights_file(args: argparse.Namespace, model: str, dataset: str) -> Path:
+    """The checkpoint for (model, dataset); FileNotFoundError or DownloadError say why there is none."""
+    if args.weights_dir is not None:
+        path = args.weights_dir / model / f"{dataset}.pth"
+        if not path.is_file():
+            raise FileNotFoundError(f"no weights {path}")
+        return path
+    return fetch(find(f"{model}/{dataset}"))
+
+
+def run_network(args: argparse.Namespace, device: torch.device, model: str, dataset: str,
+                known: dict[str, str]) -> dict:
+    """Derains one test set as test.py does (skipping images already written), then scores it. `known`:
+    the network and weights an earlier run recorded, kept when only the scores are redone."""
+    row = {**new_row(model, dataset), **known}
+    test = args.datasets_dir / dataset / "test"
+    if not test.parent.is_dir():
+        return {**row, "status": f"skipped: no dataset {test.parent}"}
+    pairs, pairing = pair_by_name_or_order(list_images(test / "input"), list_images(test / "target"),
+                                           ("test/input", "test/target"))
+    out = args.output_dir / model / dataset
+    results = [(out / f"{inp.stem}.png", target) for inp, target in pairs]
+    if report := reused_scores(out / "scores.json", [res for res, _ in results]):
+        return scores_row(row, report)
+    if not all(res.is_file() for res, _ in results):
+        try:
+            weights = weights_file(args, model, dataset)
+        except (FileNotFoundError, DownloadError) as err:
+            return {**row, "status": f"skipped: {err}"}
+        network = prepare_for_inference(model_from_checkpoint(weights), device, args.channels_last, args.compile)
+        row["network"] = describe(network_options(network))
+        row["weights"] = str(weights)
+        print(f"{model} on {dataset}: {row['network']} from {weights}, windows of {args.win_size}, "
+              f"on {device_name(device)}")
+        out.mkdir(parents=True, exist_ok=True)
+        run = FolderRun(network, out, args.win_size, args.batch_windows or None, args.amp)
+        for inp, _ in tqdm(pairs, desc="deraining", unit="img"):
+            run.process(inp)
+        print(run.report(device))
+        if run.failed:
+            return {**row, "status": f"failed: could not restore {len(run.failed)} image(s): {run.failed[0]}"}
+    return scored_row(row, results, pairing, out / "scores.json")
+
+
+def score_results(args: argparse.Namespace, method: str, dataset: str) -> dict:
+    """Scores R/<method>/<dataset>/ against its N_GT images or the dataset's test/target."""
+    row = new_row(method, dataset)
+    folder = args.results_dir / method / dataset
+    if not folder.is_dir():
+        return {**row, "status": f"skipped: no folder {folder}"}
+    scores_file = args.output_dir / method / dataset / "scores.json"
+    scores_file.parent.mkdir(parents=True, exist_ok=True)
+    if pairs := paired_results(folder):
+        return scored_row(row, pairs, "N_DR with N_GT", scores_file)
+    target = args.datasets_dir / dataset / "test" / "target" if args.datasets_dir else None
+    if target is None or not target.is_dir():
+        return {**row, "status": f"skipped: no targets (give --datasets_dir with {dataset}/test/target)"}
+    pairs, pairing = pair_by_name_or_order(list_images(folder), list_images(target), (str(folder), str(target)))
+    return scored_row(row, pairs, pairing, scores_file)
+
+
+def markdown(rows: list[dict]) -> str:
+    """The paper's layout: one row per model, one column per dataset; each cell ours (ours - paper)."""
+    datasets = list(dict.fromkeys(row["dataset"] for row in rows))
+    lines = ["| | " + " | ".join(datasets) + " |", "|---" * (len(datasets) + 1) + "|"]
+    notes = []
+    for model in dict.fromkeys(row["model"] for row in rows):
+        cells = []
+        for row in (r for r in rows if r["model"] == model):
+            cells.append(_cell(row))
+            if row["status"] != "done":
+                notes.append(f"- {model} / {row['dataset']}: {row['status']}")
+            elif row.get("network") and not row["network"].startswith(model + " "):
+                notes.append(f"- {model} / {row['dataset']}: weights hold {row['network']}")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    lines += ["", "PSNR (dB) / SSIM on Y; in brackets the difference to the paper's Table 1. Protocol A: Rain200L, "
+              "Rain200H, SPA-Data; B: DID-Data, DDN-Data."]
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def _cell(row: dict) -> str:
+    if row["status"] != "done":
+        return row["status"].split(":")[0]
+    ours = f"{row['psnr']:.2f} / {row['ssim']:.4f}"
+    if row["paper_psnr"] is None:
+        return ours
+    return f"{ours} ({row['psnr'] - row['paper_psnr']:+.2f} / {row['ssim'] - row['paper_ssim']:+.4f})"
+
+
+def write_table(output_dir: Path, rows: list[dict]) -> str:
+    """table1.json and table1.md, each written atomically; returns the Markdown."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    text = markdown(rows)
+    atomic_save(output_dir / "table1.json", lambda tmp: Path(tmp).write_text(json.dumps({"rows": rows}, indent=1)))
+    atomic_save(output_dir / "table1.md", lambda tmp: Path(tmp).write_text(text + "\n"))
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code."""
+    try:
+        args = parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    rows: list[dict] = []
+    try:
+        with sigterm_as_interrupt():
+            check_arguments(args)
+            device = None if args.results_dir is not None else select_device(args.device, args.amp)
+            known = earlier_networks(args.output_dir / "table1.json")
+            for model in args.models:
+                for dataset in args.datasets:
+                    try:
+                        row = (score_results(args, model, dataset) if device is None
+                               else run_network(args, device, model, dataset, known.get((model, dataset), {})))
+                    except (ValueError, OSError) as err:
+                        row = {**new_row(model, dataset), "status": f"failed: {err}"}
+                    rows.append(row)
+                    print(f"{model} / {dataset}: {row['status']}" + (
+                        f", {row['images']} images, PSNR {row['psnr']:.2f}, SSIM {row['ssim']:.4f} "
+                        f"({row['pairing']})" if row["status"] == "done" else ""))
+                    write_table(args.output_dir, rows)
+    except UsageError as err:
+        print(f"reproduce: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"reproduce: interrupted after {len(rows)} pair(s); {args.output_dir}/table1.json holds them. "
+              "Run the same command again to go on.", file=sys.stderr)
+        return 130
+    print(write_table(args.output_dir, rows))
+    return 1 if any(row["status"].startswith("failed") for row in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""python -m evaluations.reproduce: a small Datasets/ tree from the shared samples, derained end to end with
+a tiny checkpoint as test.py derains it, scored with each dataset's protocol, resumed; and --results_dir."""
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from evaluations import reproduce
+from evaluations.metrics import psnr_ssim
+from models import build_model
+from models.weights import save_network
+from utils.image_io import read_rgb8, write_png_atomic
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"type": "NeRDRain", "dim": 8, "num_blocks": [1, 1, 1], "heads": [1, 1, 2]}
+
+
+def crop_samples(shared_dir: Path, input_dir: Path, target_dir: Path, names: tuple[str, str] = ("1", "2")) -> None:
+    """The two shared Rain200L pairs, cropped to 32x32, one window (for speed); inputs named `names`."""
+    for folder in (input_dir, target_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    for sample, name in zip(("1", "2"), names):
+        for side, folder, stem in (("input", input_dir, name), ("target", target_dir, sample)):
+            rgb, _ = read_rgb8(shared_dir / "samples" / "rain200l" / "test" / side / f"{sample}.png")
+            write_png_atomic(folder / f"{stem}.png", rgb[:32, :32])
+
+
+@pytest.fixture
+def datasets(tmp_path, shared_dir) -> Path:
+    """Datasets/Rain200L (inputs and targets named alike) and DDN-Data (named differently: sorted order)."""
+    root = tmp_path / "Datasets"
+    for dataset, names in (("Rain200L", ("1", "2")), ("DDN-Data", ("1_1", "2_1"))):
+        test = root / dataset / "test"
+        crop_samples(shared_dir, test / "input", test / "target", names)
+    return root
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory) -> Path:
+    """DIR/NeRD-Rain-S/{Rain200L,DDN-Data}.pth: one tiny checkpoint; no NeRD-Rain weights."""
+    root = tmp_path_factory.mktemp("weights")
+    (root / "NeRD-Rain-S").mkdir()
+    torch.manual_seed(0)
+    save_network(root / "NeRD-Rain-S" / "Rain200L.pth", build_model(TINY), epoch=1)
+    shutil.copy(root / "NeRD-Rain-S" / "Rain200L.pth", root / "NeRD-Rain-S" / "DDN-Data.pth")
+    return root
+
+
+def run(datasets: Path, weights_dir: Path, out: Path) -> int:
+    return reproduce.main(["--datasets_dir", str(datasets), "--output_dir", str(out), "--weights_dir", str(weights_dir),
+                           "--win_size", "32", "--device", "cpu"])
+
+
+def test_end_to_end_derains_as_test_py_scores_and_resumes(tmp_path, datasets, weights_dir, capsys, monkeypatch):
+    out = tmp_path / "table1"
+    assert run(datasets, weights_dir, out) == 0
+    printed = capsys.readouterr().out
+    rows = json.loads((out / "table1.json").read_text())["rows"]
+    assert [(r["model"], r["dataset"]) for r in rows] == [(m, d) for m in ("NeRD-Rain", "NeRD-Rain-S") for d in
+                                                          ("Rain200L", "Rain200H", "DID-Data", "DDN-Data", "SPA-Data")]
+    status = {(r["model"], r["dataset"]): r["status"] for r in rows}
+    assert status[("NeRD-Rain", "Rain200L")] == f"skipped: no weights {weights_dir / 'NeRD-Rain' / 'Rain200L.pth'}"
+    assert status[("NeRD-Rain-S", "Rain200H")] == f"skipped: no dataset {datasets / 'Rain200H'}"
+    done = {r["dataset"]: r for r in rows if r["status"] == "done"}
+    assert list(done) == ["Rain200L", "DDN-Data"] and all(r["model"] == "NeRD-Rain-S" for r in done.values())
+
+    # test.py's pixels for the same input and weights
+    spec = importlib.util.spec_from_file_location("derain_cli", REPO / "test.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    assert cli.main(["--input_dir", str(datasets / "Rain200L" / "test" / "input"), "--output_dir",
+                     str(tmp_path / "test_py"), "--weights", str(weights_dir / "NeRD-Rain-S" / "Rain200L.pth"),
+                     "--win_size", "32", "--device", "cpu"]) == 0
+    for name in ("1.png", "2.png"):
+        assert np.array_equal(read_rgb8(out / "NeRD-Rain-S" / "Rain200L" / name)[0],
+                              read_rgb8(tmp_path / "test_py" / name)[0])
+
+    # each dataset's protocol, and its pairing
+    for dataset, protocol, inputs, pairing in (("Rain200L", "A", ("1", "2"), "by name"),
+                                              ("DDN-Data", "B", ("1_1", "2_1"), "by sorted order")):
+        scores = [psnr_ssim(read_rgb8(out / "NeRD-Rain-S" / dataset / f"{stem}.png")[0],
+                            read_rgb8(datasets / dataset / "test" / "target" / f"{target}.png")[0], protocol)
+                  for stem, target in zip(inputs, ("1", "2"))]
+        row = done[dataset]
+        assert (row["protocol"], row["images"], row["pairing"]) == (protocol, 2, pairing)
+        assert row["psnr"] == pytest.approx(np.mean([s[0] for s in scores]), abs=1e-12)
+        assert row["ssim"] == pytest.approx(np.mean([s[1] for s in scores]), abs=1e-12)
+    assert (done["Rain200L"]["paper_psnr"], done["DDN-Data"]["paper_ssim"]) == (41.30, 0.9578)
+    assert done["Rain200L"]["network"].startswith("a NeRD-Rain variant (dim 8")
+
+    md = (out / "table1.md").read_text()
+    r = done["Rain200L"]
+    cell = f"{r['psnr']:.2f} / {r['ssim']:.4f} ({r['psnr'] - 41.30:+.2f} / {r['ssim'] - 0.9895:+.4f})"
+    assert f"| NeRD-Rain-S | {cell} | skipped |" in md and md.strip() in printed
+    assert "- NeRD-Rain-S / Rain200L: weights hold a NeRD-Rain variant (dim 8" in md
+
+    # a rerun reuses everything; without scores a pair is rescored from its images; a missing image is redone
+    def no_network(*args, **kwargs):
+        raise AssertionError("the network was loaded")
+
+    monkeypatch.setattr(reproduce, "model_from_checkpoint", no_network)
+    (out / "NeRD-Rain-S" / "DDN-Data" / "scores.json").unlink()
+    assert run(datasets, weights_dir, out) == 0
+    assert json.loads((out / "table1.json").read_text())["rows"] == rows
+    monkeypatch.undo()
+    (out / "NeRD-Rain-S" / "Rain200L" / "2.png").unlink()
+    assert run(datasets, weights_dir, out) == 0
+    assert "1 image(s) written" in capsys.readouterr().out
+    assert json.loads((out / "table1.json").read_text())["rows"] == rows
+
+
+def test_a_dataset_laid_out_otherwise_shows_the_expected_layout(tmp_path, datasets, weights_dir, capsys):
+    (datasets / "Rain200H" / "rain").mkdir(parents=True)
+    (datasets / "Rain200H" / "norain").mkdir()
+    assert run(datasets, weights_dir, tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert f"{datasets / 'Rain200H'} is not laid out as expected" in err and "the folder holds norain, rain" in err
+    assert "Rain200L/test/target/  the clean images" in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--models", "NeRD-Rain-XL"], "unknown model NeRD-Rain-XL; choose from NeRD-Rain, NeRD-Rain-S"),
+    (["--datasets", "Rain100H"], "unknown dataset Rain100H"),
+    (["--win_size", "24"], "--win_size"),
+    (["--device", "cuda"], "CUDA"),
+])
+def test_bad_arguments_exit_2(tmp_path, datasets, weights_dir, capsys, args, expected):
+    if args[0] == "--device" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code = reproduce.main(["--datasets_dir", str(datasets), "--output_dir", str(tmp_path / "out"),
+                           "--weights_dir", str(weights_dir), *args])
+    assert code == 2 and expected in capsys.readouterr().err
+
+
+def test_results_dir_scores_any_methods_images(tmp_path, datasets, shared_dir, capsys):
+    results = tmp_path / "results"
+    # DRSformer's Rain200L results named otherwise than the targets: paired by sorted order
+    crop_samples(shared_dir, results / "DRSformer" / "Rain200L", tmp_path / "unused", ("a", "b"))
+    # the authors' protocol B folder: N_DR.png beside N_GT.png, no targets needed
+    folder = results / "SPDNet" / "DID-Data"
+    crop_samples(shared_dir, folder, folder, ("1_DR", "2_DR"))
+    for n in ("1", "2"):
+        (folder / f"{n}.png").rename(folder / f"{n}_GT.png")
+    out = tmp_path / "table1"
+    assert reproduce.main(["--results_dir", str(results), "--datasets_dir", str(datasets), "--output_dir", str(out),
+                           "--datasets", "rain200l", "did-data"]) == 0
+    rows = {(r["model"], r["dataset"]): r for r in json.loads((out / "table1.json").read_text())["rows"]}
+    assert list(rows) == [("DRSformer", "Rain200L"), ("DRSformer", "DID-Data"), ("SPDNet", "Rain200L"),
+                          ("SPDNet", "DID-Data")]
+    drs, spd = rows[("DRSformer", "Rain200L")], rows[("SPDNet", "DID-Data")]
+    assert (drs["pairing"], drs["protocol"], drs["paper_psnr"], drs["images"]) == ("by sorted order", "A", 41.23, 2)
+    expected = np.mean([psnr_ssim(read_rgb8(results / "DRSformer" / "Rain200L" / f"{a}.png")[0],
+                                  read_rgb8(datasets / "Rain200L" / "test" / "target" / f"{t}.png")[0], "A")[0]
+                        for a, t in (("a", "1"), ("b", "2"))])
+    assert drs["psnr"] == pytest.approx(expected, abs=1e-12)
+    assert (spd["pairing"], spd["protocol"], spd["paper_psnr"], spd["status"]) == ("N_DR with N_GT", "B", None, "done")
+    assert spd["psnr"] == pytest.approx(np.mean([psnr_ssim(read_rgb8(folder / f"{n}_DR.png")[0],
+                                                           read_rgb8(folder / f"{n}_GT.png")[0], "B")[0]
+                                                 for n in ("1", "2")]), abs=1e-12)
+    assert rows[("SPDNet", "Rain200L")]["status"] == f"skipped: no folder {results / 'SPDNet' / 'Rain200L'}"
+    md = capsys.readouterr().out
+    assert f"| SPDNet | skipped | {spd['psnr']:.2f} / {spd['ssim']:.4f} |" in md
