@@ -25,7 +25,7 @@ from evaluations.evaluate import add_input_niqe, evaluate_pairs, format_table, n
 from evaluations.metrics import resolve_protocol
 from models.pretrained import names as released_names, resolve_weights
 from models.weights import describe, model_from_checkpoint, network_options
-from utils.device import resolve_device, reuse_freed_cpu_memory, set_tf32, slow_amp_note
+from utils.device import inference_device, reuse_freed_cpu_memory, slow_amp_note
 from utils.image_io import IMAGE_EXTENSIONS, atomic_save, list_images
 from utils.inference import BATCH_WINDOWS, WINDOW, FolderRun, device_name, prepare_for_inference
 from utils.options import load_options
@@ -139,12 +139,9 @@ def select_device(name: str, gpus: str | None, amp: bool) -> torch.device:
             print("note: CUDA was already initialised, --gpus has no effect", file=sys.stderr)
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus
     try:
-        device = resolve_device(name)
+        return inference_device(name, amp)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    if device.type == "cuda" and not amp:
-        set_tf32(False)
-    return device
 
 
 def load_network(weights: Path, opt: Path | None, device: torch.device, channels_last: bool = False,

@@ -34,7 +34,7 @@ from evaluations.table1 import paper_scores, paper_table
 from models import MODELS
 from models.pretrained import DownloadError, fetch, find
 from models.weights import describe, model_from_checkpoint, network_options
-from utils.device import resolve_device, set_tf32
+from utils.device import inference_device, reuse_freed_cpu_memory, slow_amp_note
 from utils.image_io import atomic_save, list_images
 from utils.inference import BATCH_WINDOWS, WINDOW, FolderRun, device_name, prepare_for_inference
 from utils.signals import sigterm_as_interrupt
@@ -123,13 +123,14 @@ def check_layout(datasets_dir: Path, dataset: str, need_inputs: bool) -> None:
 
 
 def select_device(name: str, amp: bool) -> torch.device:
-    """--device resolved; on CUDA without --amp, TF32 off (full fp32), as test.py runs."""
+    """--device as test.py resolves it (no TF32 on CUDA without --amp), set up for deraining."""
     try:
-        device = resolve_device(name)
+        device = inference_device(name, amp)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    if device.type == "cuda" and not amp:
-        set_tf32(False)
+    if note := slow_amp_note(device, amp):
+        print(note, file=sys.stderr)
+    reuse_freed_cpu_memory(device)
     return device
 
 

@@ -18,6 +18,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def inference_device(name: str = "auto", amp: bool = False) -> torch.device:
+    """resolve_device for deraining: on CUDA without --amp, TF32 is turned off (`set_tf32`), for fp32 results."""
+    device = resolve_device(name)
+    if device.type == "cuda" and not amp:
+        set_tf32(False)
+    return device
+
+
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
     """bf16 autocast on `device` when enabled (the --amp option), else a no-op.
 
