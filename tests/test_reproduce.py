@@ -164,3 +164,42 @@ def test_results_dir_scores_any_methods_images(tmp_path, datasets, shared_dir, c
     assert rows[("SPDNet", "Rain200L")]["status"] == f"skipped: no folder {results / 'SPDNet' / 'Rain200L'}"
     md = capsys.readouterr().out
     assert f"| SPDNet | skipped | {spd['psnr']:.2f} / {spd['ssim']:.4f} |" in md
+
+
+def test_interrupted_run_keeps_finished_pairs_and_goes_on(tmp_path, datasets, weights_dir, capsys, monkeypatch):
+    process, calls = reproduce.FolderRun.process, []
+
+    def interrupt_at_the_fourth_image(run, path):
+        calls.append(path.name)
+        if len(calls) == 4:  # the second image of DDN-Data, after both of Rain200L
+            raise KeyboardInterrupt
+        process(run, path)
+
+    monkeypatch.setattr(reproduce.FolderRun, "process", interrupt_at_the_fourth_image)
+    out = tmp_path / "table1"
+    assert run(datasets, weights_dir, out) == 130
+    assert "interrupted after 8 pair(s)" in capsys.readouterr().err
+    rows = json.loads((out / "table1.json").read_text())["rows"]
+    assert len(rows) == 8 and rows[5]["status"] == "done"
+    assert sorted(p.name for p in (out / "NeRD-Rain-S" / "DDN-Data").iterdir()) == ["1_1.png"]  # nothing partial
+    monkeypatch.undo()
+    assert run(datasets, weights_dir, out) == 0
+    assert "1 image(s) written to" in capsys.readouterr().out
+    rows = json.loads((out / "table1.json").read_text())["rows"]
+    assert len(rows) == 10 and (rows[8]["status"], rows[8]["images"]) == ("done", 2)
+
+
+def test_released_weights_that_cannot_be_downloaded_skip_their_pairs(tmp_path, datasets, capsys, monkeypatch):
+    from models import pretrained
+
+    monkeypatch.setenv("NERD_RAIN_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(pretrained, "DOWNLOAD_URL", "http://127.0.0.1:9/{}")  # refused: as offline
+    assert reproduce.main(["--datasets_dir", str(datasets), "--output_dir", str(tmp_path / "out"),
+                           "--datasets", "Rain200L", "--device", "cpu"]) == 0
+    rows = json.loads((tmp_path / "out" / "table1.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["NeRD-Rain", "NeRD-Rain-S"]
+    for row in rows:
+        assert row["status"].startswith(f"skipped: Cannot get the weights {row['model']}/Rain200L: the download failed")
+        assert str(tmp_path / "home" / "weights" / row["model"] / "Rain200L.pth") in row["status"]
+    assert "| NeRD-Rain | skipped |" in capsys.readouterr().out
+    assert not [p for p in (tmp_path / "home").rglob("*") if p.is_file()]
