@@ -114,8 +114,9 @@ def download(release: Release, quiet: bool = False) -> Path:
             raise DownloadError(_manual(release, f"the download failed ({_first_line(err)})")) from None
         try:
             verify(file, release)
-        except ValueError as err:
-            raise DownloadError(_manual(release, f"the downloaded file is not the release: {err}")) from None
+        except ValueError as err:  # the temporary file's path would only confuse: it is gone when this is read
+            reason = str(err).removeprefix(f"cannot read checkpoint {file}: ").rstrip(".")
+            raise DownloadError(_manual(release, f"the downloaded file is not the release: {reason}")) from None
         os.replace(file, release.path)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
