@@ -154,6 +154,12 @@ def test_a_released_name_loads_its_cached_file(tmp_path, weights, deraining, mon
     image = tmp_path / "rain.png"
     write_png_atomic(image, RNG.integers(0, 256, (20, 30, 3), dtype=np.uint8))
     assert deraining(Upload(image, image.name), "NeRD-Rain-S/Rain200L").output_png.is_file()
+    monkeypatch.setattr(pretrained, "DOWNLOAD_URL", "http://127.0.0.1:9/{}")  # refused: as offline
+    deraining.choices["NeRD-Rain/SPA-Data"] = "NeRD-Rain/SPA-Data"
+    with pytest.raises(InputError, match="Cannot load the weights NeRD-Rain/SPA-Data: Cannot get the weights "
+                                         "NeRD-Rain/SPA-Data: the download failed .* save it as "):
+        deraining(Upload(image, image.name), "NeRD-Rain/SPA-Data")
+    assert not pretrained.find("NeRD-Rain/SPA-Data").path.exists()
 
 
 @pytest.mark.parametrize("args, expected", [

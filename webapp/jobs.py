@@ -122,7 +122,8 @@ class Networks:
             self.loaded.pop(weights, None)  # free the old network before loading the new one
             model = prepare_for_inference(model_from_checkpoint(path), self.device)
         except Exception as err:  # noqa: BLE001 - whatever fails to load, the page says so and goes on
-            raise InputError(f"Cannot load the weights {Path(weights).name}: {err}") from None
+            label = weights if find(weights) else Path(weights).name
+            raise InputError(f"Cannot load the weights {label}: {err}") from None
         self.loaded[weights] = (mtime, model)
         return model
 
