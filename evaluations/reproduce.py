@@ -63,11 +63,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--models", nargs="+", help=f"default {' '.join(NETWORKS)}; with --results_dir, "
                                                     "method folders (default: all of them)")
     parser.add_argument("--datasets", nargs="+", default=DATASETS, help=f"default {' '.join(DATASETS)}")
-    parser.add_argument("--weights_dir", type=Path, help="DIR/<Model>/<Dataset>.pth (default: released weights by name)")
+    parser.add_argument("--weights_dir", type=Path,
+                        help="DIR/<Model>/<Dataset>.pth (default: released weights by name)")
     parser.add_argument("--results_dir", type=Path, help="score R/<Method>/<Dataset>/*.png instead of deraining")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--win_size", default=WINDOW, type=int, help=f"as test.py (default {WINDOW})")
-    parser.add_argument("--batch_windows", default=BATCH_WINDOWS, type=int, help=f"as test.py (default {BATCH_WINDOWS})")
+    parser.add_argument("--batch_windows", default=BATCH_WINDOWS, type=int,
+                        help=f"as test.py (default {BATCH_WINDOWS})")
     parser.add_argument("--amp", action="store_true", help="as test.py (bf16 autocast; not the paper's setting)")
     parser.add_argument("--channels_last", action="store_true", help="as test.py")
     parser.add_argument("--compile", action="store_true", help="as test.py")

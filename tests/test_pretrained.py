@@ -83,7 +83,8 @@ def files_in(folder: Path) -> list[str]:
 def test_ten_releases_named_as_in_table_1(shared_dir):
     assert pretrained.names() == [f"{m}/{d}" for m in ("NeRD-Rain-S", "NeRD-Rain")
                                   for d in ("Rain200L", "Rain200H", "DID-Data", "DDN-Data", "SPA-Data")]
-    assert json.loads(pretrained.RELEASES.read_text()) == json.loads((shared_dir / "paper" / "weights.json").read_text())
+    shared = json.loads((shared_dir / "paper" / "weights.json").read_text())
+    assert json.loads(pretrained.RELEASES.read_text()) == shared
     release = pretrained.find("nerd-rain/rain200h")
     assert (release.model, release.dataset) == ("NeRD-Rain", "Rain200H")
     assert release.drive_url == "https://drive.google.com/uc?id=1MOG3ZrXQxH-o13O1QWB6EiZhJsXOlUXs"
@@ -169,7 +170,8 @@ def test_cli_list_and_download(cache, checkpoints, capsys):
     assert capsys.readouterr().out.strip() == f"NeRD-Rain/DID-Data: {cache / 'NeRD-Rain' / 'DID-Data.pth'}"
     assert pretrained.main(["list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 10 and lines[7].split() == ["NeRD-Rain/DID-Data", "cached", str(cache / "NeRD-Rain" / "DID-Data.pth")]
+    assert len(lines) == 10
+    assert lines[7].split() == ["NeRD-Rain/DID-Data", "cached", str(cache / "NeRD-Rain" / "DID-Data.pth")]
     assert lines[0].split()[:2] == ["NeRD-Rain-S/Rain200L", "missing"]
     assert pretrained.main(["download", "all"]) == 2  # the other nine are not served
     assert capsys.readouterr().err.count("models.pretrained: error: Cannot get the weights") == 9

@@ -113,7 +113,8 @@ class Networks:
         self.loaded: dict[str, tuple[int, nn.Module]] = {}  # file -> (its mtime in ns, the network)
 
     def get(self, weights: str) -> nn.Module:
-        """The network in `weights` (a file or a released name), ready as test.py runs it (prepare_for_inference), or InputError."""
+        """The network in `weights` (a file or a released name), ready as test.py runs it
+        (prepare_for_inference), or InputError."""
         try:
             path = resolve_weights(weights)  # a released name: its cached file, downloaded the first time
             mtime = os.stat(path).st_mtime_ns
