@@ -1,25 +1,24 @@
-"""Datasets and DataLoaders of a training run, from its options: seeded workers that live through a
-SIGTERM sent to the whole job."""
+"""Datasets and DataLoaders of a training run, from its options: workers that live through a SIGTERM
+sent to the whole job, and a training order that does not depend on the number of processes."""
 import weakref
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from utils.distributed import Dist
 from utils.options import resolve_path
-from utils.rng import seed_host_generators
 from utils.signals import ignore_sigterm, sigterm_blocked
 
 from .datasets import DataError, build_dataset
+from .sampler import GlobalBatchSampler, SeededPairs
 
 _DATASET_TYPES = {"train": "PairedTrain", "val": "PairedVal"}
 
 
 def init_worker(worker_id: int) -> None:
-    """Seeds the generators the augmentation draws from (Python's and NumPy's) from the worker's torch
-    seed, which the loader derives from its generator; and ignores SIGTERM (see Loader)."""
+    """Ignores SIGTERM (see Loader); the augmentation seeds itself per pair (SeededPairs)."""
     ignore_sigterm()
-    seed_host_generators(torch.initial_seed())
 
 
 class Loader(DataLoader):
@@ -77,10 +76,19 @@ def dataset_from_options(datasets: dict[str, Any], split: str, check: bool = Tru
 
 
 def loader_from_options(dataset: Dataset, section: dict[str, Any], device: torch.device,
-                        sampler: Sampler | None = None, generator: torch.Generator | None = None) -> Loader:
-    """A Loader with the batch size and worker count of an options section `datasets.<split>`."""
+                        sampler: Sampler | None = None) -> Loader:
+    """A Loader with the batch size and worker count of an options section `datasets.<split>`, in the
+    sampler's order; it leaves torch's global generator alone."""
     return Loader(dataset, batch_size=section["batch_size"], sampler=sampler, num_workers=section["num_workers"],
-                  generator=generator, pin_memory=device.type == "cuda")
+                  generator=torch.Generator(), pin_memory=device.type == "cuda")
+
+
+def train_loader_from_options(dataset: Dataset, section: dict[str, Any], device: torch.device, dist: Dist,
+                              seed: int) -> Loader:
+    """The Loader of this process's share of every global batch (GlobalBatchSampler; set_epoch on its
+    sampler before each epoch), each pair augmented from its own seed."""
+    sampler = GlobalBatchSampler(len(dataset), section["batch_size"], dist.world, dist.rank, seed)
+    return loader_from_options(SeededPairs(dataset), section, device, sampler)
 
 
 def worker_error_message(err: BaseException) -> str:

@@ -1,0 +1,208 @@
+"""Training in several processes (train.sh, torchrun, Slurm) on the CPU with gloo: the same model whatever
+the layout, exact resuming, and a job that ends when one of its processes dies."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+import torch
+
+import train
+from test_train import TINY_NET, assert_same_weights, make_options, weights
+from data.sampler import GlobalBatchSampler
+from models import build_model
+from models.weights import load_weights
+from utils.distributed import Dist, first_host
+from utils.options import REPO_ROOT
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable}
+LAUNCH_TIMEOUT = 300  # seconds for one tiny run of a few processes on two busy cores
+
+
+@pytest.fixture(scope="module")
+def four_pairs(dataset, tmp_path_factory) -> Path:
+    """test_train's data with two more training pairs (flipped copies): 2 global batches of 2 per epoch."""
+    root = tmp_path_factory.mktemp("four")
+    for split in ("train", "test"):
+        for side in ("input", "target"):
+            (root / split / side).mkdir(parents=True)
+            for src in sorted((dataset / split / side).iterdir()):
+                img = cv2.imread(str(src))
+                cv2.imwrite(str(root / split / side / src.name), img)
+                if split == "train":
+                    cv2.imwrite(str(root / split / side / f"flip_{src.name}"), cv2.flip(img, 1))
+    return root
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train_sh(opt: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(["bash", str(REPO_ROOT / "train.sh"), str(opt), "--device", "cpu", *args], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def finish(*procs: subprocess.Popen, timeout: float = LAUNCH_TIMEOUT) -> list[tuple[int, str]]:
+    """Exit codes and outputs; kills what is still running after `timeout` seconds."""
+    results, deadline = [], time.monotonic() + timeout
+    try:
+        for proc in procs:
+            out, _ = proc.communicate(timeout=max(deadline - time.monotonic(), 1))
+            results.append((proc.returncode, out))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+    return results
+
+
+def max_difference(a: Path, b: Path) -> float:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    return max((wa[k].double() - wb[k].double()).abs().max().item() for k in wa)
+
+
+def test_every_layout_cuts_the_same_global_batches():
+    for size, seed in ((4, 0), (5, 3), (1, 7)):
+        one = GlobalBatchSampler(size, 4, world=1, seed=seed)
+        ranks = [GlobalBatchSampler(size, 2, world=2, rank=r, seed=seed) for r in range(2)]
+        orders = []
+        for epoch in (1, 2):
+            for sampler in (one, *ranks):
+                sampler.set_epoch(epoch)
+            whole, parts = list(one), [list(r) for r in ranks]
+            assert len(whole) == len(one) == 4 * one.global_batches() and [len(p) for p in parts] == [len(whole) // 2] * 2
+            interleaved = [item for g in range(one.global_batches()) for p in parts for item in p[2 * g:2 * g + 2]]
+            assert interleaved == whole
+            assert {i for i, _ in whole} == set(range(size))  # every pair; a short last batch wraps round
+            orders.append(whole)
+        assert orders[0] != orders[1]  # a new order and new augmentation seeds every epoch
+
+
+def test_slurm_environment_gives_rank_world_and_master(monkeypatch):
+    env = {"SLURM_PROCID": "9", "SLURM_LOCALID": "1", "SLURM_STEP_NUM_TASKS": "16", "SLURM_NTASKS": "16",
+           "SLURM_STEP_NODELIST": "gpu[07-08]", "SLURM_JOB_NODELIST": "gpu[07-08]"}
+    monkeypatch.setenv("PATH", "/nonexistent")  # no scontrol: the node list is read here
+    assert Dist.from_env(env) == Dist(9, 1, 16, "gpu07:29500")
+    assert Dist.from_env({**env, "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "1234"}).master == "10.0.0.1:1234"
+    assert Dist.from_env({**env, "RANK": "3", "LOCAL_RANK": "3", "WORLD_SIZE": "8"}) == Dist(3, 3, 8)  # torchrun's
+    assert Dist.from_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "4"}) == Dist()  # the batch script, not srun
+    assert [first_host(n) for n in ("node1", "a-1,b", "gpu[3,5-6]", "x[001-004],y")] == ["node1", "a-1", "gpu3", "x001"]
+
+
+def test_bad_launch_flags_exit_2(tmp_path):
+    opt = tmp_path / "opt.yml"
+    for flags, message in ((["--nnodes", "2"], "--nnodes 2 needs --master_addr"),
+                           (["--nnodes", "2", "--node_rank", "2", "--master_addr", "h"], "--node_rank needs a number from 0 to 1"),
+                           (["--gpus", "x"], "--gpus needs a number")):
+        (code, out), = finish(train_sh(opt, *flags), timeout=60)
+        assert code == 2 and f"error: {flags[0]}" in out and message in out, out
+
+
+@pytest.fixture(scope="module")
+def layouts(four_pairs, tmp_path_factory) -> dict[str, Path]:
+    """The same training (4 pairs, global batch 2, 3 epochs) as 1 process x 2, 2 processes x 1 (one node),
+    and 2 nodes x 1 process (two train.sh on localhost); their experiment folders."""
+    root = tmp_path_factory.mktemp("layouts")
+    for name in ("1x2", "2x1", "2nodes"):
+        (root / name).mkdir()
+    opts = {name: make_options(four_pairs, root / name / "opt.yml", epochs=3, save_every=1)
+            for name in ("1x2", "2x1", "2nodes")}
+    port = str(free_port())
+    procs = [subprocess.Popen([sys.executable, "train.py", "--opt", str(opts["1x2"]), "--device", "cpu", "--set",
+                               "datasets.train.batch_size=2"], cwd=REPO_ROOT, env=ENV, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True),
+             train_sh(opts["2x1"], "--gpus", "2"),
+             *(train_sh(opts["2nodes"], "--nnodes", "2", "--node_rank", str(r), "--master_addr", "127.0.0.1",
+                        "--master_port", port, "--gpus", "1") for r in (0, 1))]
+    results = finish(*procs)
+    for code, out in results:
+        assert code == 0, out[-3000:]
+    outs = dict(zip(("1x2", "2x1", "node0", "node1"), (out for _, out in results)))
+    return {name: opt.parent / "exp" for name, opt in opts.items()} | {"out": outs}
+
+
+def test_two_processes_on_one_node(layouts):
+    out, exp = layouts["out"]["2x1"], layouts["2x1"]
+    assert "train.sh: 2 processes with torchrun" in out
+    assert "batch size 1 per process x 2 processes = effective batch size 2" in out
+    assert ("no CUDA GPU here, so they share the CPU" in out) == (torch.cuda.device_count() == 0)
+    assert sorted(p.name for p in exp.iterdir()) == ["metrics.csv", "model_best.pth", "model_epoch_1.pth",
+                                                     "model_epoch_2.pth", "model_epoch_3.pth", "model_latest.pth",
+                                                     "options.yml"]
+    latest = torch.load(exp / "model_latest.pth", weights_only=True)
+    assert (latest["epoch"], latest["iteration"]) == (3, 6)  # 4 pairs in global batches of 2
+    load_weights(build_model(TINY_NET), exp / "model_latest.pth")
+    assert out.count("val PSNR of the rainy inputs") == 1 and out.count("epoch 3/3 ") == 1  # rank 0 alone
+
+
+def test_two_nodes_on_localhost(layouts):
+    node0, node1 = layouts["out"]["node0"], layouts["out"]["node1"]
+    for node, out in enumerate((node0, node1)):
+        assert f"train.sh: node {node} of 2, 1 processes here, 2 in all" in out
+    assert "effective batch size 2" in node0 + node1
+    assert (layouts["2nodes"] / "model_latest.pth").is_file()
+
+
+def test_one_model_whatever_the_layout(layouts, capsys):
+    """After 4 steps (epoch 1 runs at rate 0) the weights agree within 1e-5."""
+    diffs = {name: max_difference(layouts["1x2"] / "model_latest.pth", layouts[name] / "model_latest.pth")
+             for name in ("2x1", "2nodes")}
+    with capsys.disabled():
+        print(f"\nmax weight difference to 1 process x batch 2: {diffs}")
+    assert max(diffs.values()) < 1e-5, diffs
+    assert max_difference(layouts["1x2"] / "model_epoch_1.pth", layouts["1x2"] / "model_latest.pth") > 1e-4  # it trained
+
+
+def test_resume_with_two_processes_is_bit_exact(layouts, four_pairs, tmp_path):
+    opt = make_options(four_pairs, tmp_path / "opt.yml", epochs=3, save_every=1)
+    (code, out), = finish(train_sh(opt, "--gpus", "2", "--resume", str(layouts["2x1"] / "model_epoch_2.pth")))
+    assert code == 0, out[-3000:]
+    assert "resumed from" in out
+    assert_same_weights(tmp_path / "exp" / "model_latest.pth", layouts["2x1"] / "model_latest.pth")
+
+
+def rank_pid(launcher: int, rank: int, timeout: float = 120) -> int:
+    """The pid of the train.py process of `rank` that torchrun (pid `launcher`) started."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split():
+            try:
+                environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"RANK={rank}".encode() in environ:
+                return int(child)
+        time.sleep(0.2)
+    raise AssertionError(f"no process of rank {rank} in {timeout} s")
+
+
+def test_a_killed_rank_ends_the_job_with_a_message_naming_it(dataset, tmp_path):
+    opt = make_options(dataset, tmp_path / "opt.yml", epochs=10000, val_every=10000, save_every=0)
+    metrics = tmp_path / "exp" / "metrics.csv"
+    proc = train_sh(opt, "--gpus", "2")
+    try:
+        victim = rank_pid(proc.pid, 1)
+        deadline = time.monotonic() + 180
+        while not (metrics.is_file() and len(metrics.read_text().splitlines()) > 1) and proc.poll() is None:
+            assert time.monotonic() < deadline, "training did not get through an epoch in 3 minutes"
+            time.sleep(0.2)
+        os.kill(victim, signal.SIGKILL)
+        killed = time.monotonic()
+        (code, out), = finish(proc, timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert code != 0 and time.monotonic() - killed < 90, out[-3000:]
+    assert re.search(rf"error: rank 1 \(local rank 1, pid {victim}\) failed first: killed by signal 9 \(SIGKILL\)",
+                     out), out[-3000:]
