@@ -1,5 +1,8 @@
 """Datasets and DataLoaders of a training run, from its options: workers that live through a SIGTERM
 sent to the whole job, and a training order that does not depend on the number of processes."""
+import ctypes
+import signal
+import sys
 import weakref
 from typing import Any
 
@@ -17,8 +20,22 @@ _DATASET_TYPES = {"train": "PairedTrain", "val": "PairedVal"}
 
 
 def init_worker(worker_id: int) -> None:
-    """Ignores SIGTERM (see Loader); the augmentation seeds itself per pair (SeededPairs)."""
+    """Ignores SIGTERM (see Loader) and dies with the process that started it; the augmentation seeds
+    itself per pair (SeededPairs)."""
     ignore_sigterm()
+    die_with_parent()
+
+
+def die_with_parent() -> None:
+    """On Linux, has the kernel kill this process when its parent dies, however it dies.
+
+    A worker forked from a training process holds that process's sockets to the other processes of the
+    job; one that outlives it (PyTorch's worker can block at exit on a queue nobody reads) keeps them
+    open, and the others then wait on a process that is dead instead of failing at once.
+    """
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1  # linux/prctl.h; the standard library has no prctl
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 class Loader(DataLoader):
@@ -73,6 +90,13 @@ def dataset_from_options(datasets: dict[str, Any], split: str, check: bool = Tru
             raise DataError(f"datasets.{split}: {err}\nFix or remove them, or start without this check "
                             f"(--set datasets.{split}.check=false: training then stops at the first one).") from None
     return dataset
+
+
+def check_datasets(datasets: dict[str, Any]) -> None:
+    """Reads every pair of options section `datasets` once (its splits' `check` allowing); DataError lists
+    the unusable ones."""
+    for split in ("train", "val"):
+        dataset_from_options(datasets, split)
 
 
 def loader_from_options(dataset: Dataset, section: dict[str, Any], device: torch.device,

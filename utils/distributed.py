@@ -110,6 +110,12 @@ def start_on_main(work: Callable[[], Any], dist: Dist) -> Any:
     return from_main((True, value), dist)[1]
 
 
+def lost_peer(err: BaseException) -> bool:
+    """Whether `err` is a collective failing because another process stopped (gloo raises plain
+    RuntimeErrors, known by the source file they name)."""
+    return isinstance(err, torch_dist.DistError) or (isinstance(err, RuntimeError) and "gloo/transport" in str(err))
+
+
 def data_parallel(net: nn.Module, device: torch.device, dist: Dist) -> nn.Module:
     """`net` in DistributedDataParallel when there are several processes, else `net` itself."""
     if dist.world == 1:

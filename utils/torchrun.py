@@ -1,5 +1,6 @@
 """torchrun whose failure report ends with one line naming the process that failed first and why:
 python -m utils.torchrun [torchrun arguments] train.py [its arguments] (train.sh runs it)."""
+import os
 import sys
 from collections.abc import Sequence
 
@@ -12,7 +13,7 @@ def failure_line(err: ChildFailedError) -> str:
     rank, failure = err.get_first_failure()
     if failure.exitcode < 0:
         cause = f"killed by signal {-failure.exitcode} ({failure.signal_name()})"
-    elif failure.error_file_data.get("message"):
+    elif os.path.isfile(failure.error_file):  # an uncaught exception under torch's @record
         cause = str(failure.message).strip().splitlines()[0]
     else:
         cause = f"exited with code {failure.exitcode} (its own error message is above)"
