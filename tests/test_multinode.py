@@ -47,9 +47,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def train_sh(opt: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(["bash", str(REPO_ROOT / "train.sh"), str(opt), "--device", "cpu", *args], env=ENV,
+def train_sh(opt: Path, *args: str, env: dict[str, str] = ENV) -> subprocess.Popen:
+    return subprocess.Popen(["bash", str(REPO_ROOT / "train.sh"), str(opt), "--device", "cpu", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def srun_task(opt: Path, task: int, port: int) -> subprocess.Popen:
+    """`srun bash train.sh` with 2 tasks on this host, as Slurm sets its variables."""
+    slurm = {"SLURM_PROCID": str(task), "SLURM_LOCALID": str(task), "SLURM_STEP_NUM_TASKS": "2", "SLURM_NTASKS": "2",
+             "SLURM_STEP_NODELIST": "localhost", "MASTER_PORT": str(port)}
+    return train_sh(opt, env={**ENV, **slurm})
 
 
 def descendants(pid: int) -> list[int]:
@@ -126,23 +133,24 @@ def test_bad_launch_flags_exit_2(tmp_path):
 @pytest.fixture(scope="module")
 def layouts(four_pairs, tmp_path_factory) -> dict[str, Path]:
     """The same training (4 pairs, global batch 2, 3 epochs) as 1 process x 2, 2 processes x 1 (one node),
-    and 2 nodes x 1 process (two train.sh on localhost); their experiment folders."""
+    2 nodes x 1 process (two train.sh on localhost) and 2 Slurm tasks; their experiment folders and outputs."""
     root = tmp_path_factory.mktemp("layouts")
-    for name in ("1x2", "2x1", "2nodes"):
+    names = ("1x2", "2x1", "2nodes", "slurm")
+    for name in names:
         (root / name).mkdir()
-    opts = {name: make_options(four_pairs, root / name / "opt.yml", epochs=3, save_every=1)
-            for name in ("1x2", "2x1", "2nodes")}
-    port = str(free_port())
+    opts = {name: make_options(four_pairs, root / name / "opt.yml", epochs=3, save_every=1) for name in names}
+    port, slurm_port = str(free_port()), free_port()
     procs = [subprocess.Popen([sys.executable, "train.py", "--opt", str(opts["1x2"]), "--device", "cpu", "--set",
                                "datasets.train.batch_size=2"], cwd=REPO_ROOT, env=ENV, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True),
              train_sh(opts["2x1"], "--gpus", "2"),
              *(train_sh(opts["2nodes"], "--nnodes", "2", "--node_rank", str(r), "--master_addr", "127.0.0.1",
-                        "--master_port", port, "--gpus", "1") for r in (0, 1))]
+                        "--master_port", port, "--gpus", "1") for r in (0, 1)),
+             *(srun_task(opts["slurm"], task, slurm_port) for task in (0, 1))]
     results = finish(*procs)
     for code, out in results:
         assert code == 0, out[-3000:]
-    outs = dict(zip(("1x2", "2x1", "node0", "node1"), (out for _, out in results)))
+    outs = dict(zip(("1x2", "2x1", "node0", "node1", "task0", "task1"), (out for _, out in results)))
     return {name: opt.parent / "exp" for name, opt in opts.items()} | {"out": outs}
 
 
@@ -168,10 +176,17 @@ def test_two_nodes_on_localhost(layouts):
     assert (layouts["2nodes"] / "model_latest.pth").is_file()
 
 
+def test_srun_tasks_read_their_place_from_slurm(layouts):
+    task0, task1 = layouts["out"]["task0"], layouts["out"]["task1"]
+    assert "train.sh: 2 Slurm tasks" in task0 and "effective batch size 2" in task0
+    assert "torchrun" not in task0 + task1 and "effective batch size" not in task1  # rank 1 logs nothing
+    assert (layouts["slurm"] / "model_latest.pth").is_file()
+
+
 def test_one_model_whatever_the_layout(layouts, capsys):
     """After 4 steps (epoch 1 runs at rate 0) the weights agree within 1e-5."""
     diffs = {name: max_difference(layouts["1x2"] / "model_latest.pth", layouts[name] / "model_latest.pth")
-             for name in ("2x1", "2nodes")}
+             for name in ("2x1", "2nodes", "slurm")}
     with capsys.disabled():
         print(f"\nmax weight difference to 1 process x batch 2: {diffs}")
     assert max(diffs.values()) < 1e-5, diffs
@@ -223,8 +238,9 @@ def test_a_killed_rank_ends_the_job_with_a_message_naming_it(dataset, tmp_path, 
     finally:
         results = finish(*procs, timeout=90)
     assert time.monotonic() - killed < 90 and all(code != 0 for code, _ in results), results
-    victim_line = rf"error: rank \d \(local rank {2 - nodes}, pid {victim}\) failed first: killed by signal 9 \(SIGKILL\)"
-    assert re.search(victim_line, results[-1][1]), results[-1][1][-3000:]
+    victim_line = rf"error: rank \d \(local rank {2 - nodes}, pid {victim}\) failed first: killed by signal 9 "
+    assert re.search(victim_line + r"\(SIGKILL\)", results[-1][1]), results[-1][1][-3000:]
     if nodes == 2:  # the survivor names itself and what stopped it
         survivor = results[0][1]
-        assert re.search(r"error: rank \d: another process of the job stopped \(.*Connection", survivor), survivor[-3000:]
+        assert re.search(r"error: rank \d: another process of the job stopped \(.*Connection", survivor), \
+            survivor[-3000:]
