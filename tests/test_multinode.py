@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import train
-from test_train import TINY_NET, assert_same_weights, dataset, make_options, weights  # noqa: F401 (dataset: a fixture)
+from test_train import TINY_NET, assert_same_weights, broken_copy, dataset, make_options, weights  # noqa: F401
 from data.sampler import GlobalBatchSampler
 from models import build_model
 from models.weights import load_weights
@@ -244,3 +244,22 @@ def test_a_killed_rank_ends_the_job_with_a_message_naming_it(dataset, tmp_path, 
         survivor = results[0][1]
         assert re.search(r"error: rank \d: another process of the job stopped \(.*Connection", survivor), \
             survivor[-3000:]
+
+
+@pytest.mark.parametrize("check", ["true", "false"])
+def test_bad_data_on_one_rank_ends_the_job_with_its_message(dataset, tmp_path, check):
+    """With the start-up check, rank 0 finds the bad pairs while rank 1 waits for it; without, the rank that
+    reads the bad image mid-epoch stops. Either way the job ends at once and the message names the rank."""
+    opt = make_options(dataset, tmp_path / "opt.yml", epochs=2)
+    broken = broken_copy(dataset, tmp_path)
+    (broken / "target" / "img3.png").write_bytes((broken / "target" / "img0.png").read_bytes())  # only img2 is bad
+    (code, out), = finish(train_sh(opt, "--gpus", "2", "--set", f"datasets.train.dir={broken}",
+                                   f"datasets.train.check={check}"), timeout=180)
+    assert code == 2, out[-3000:]
+    if check == "true":
+        assert "error: rank 0: datasets.train: 1 of 4 pairs cannot be used" in out
+        assert not (tmp_path / "exp").exists()
+    else:
+        rank = re.search(r"error: rank (\d): cannot read image .*img2\.png", out)
+        assert rank, out[-3000:]
+        assert f"error: rank {rank[1]} (local rank {rank[1]}," in out and "failed first: exited with code 2" in out
