@@ -215,7 +215,7 @@ class Trainer:
             self.log(note)
         if d.main:
             self.log(f"val PSNR of the rainy inputs: {self.validate(network=False):.2f} dB")
-        from_main(None, d)
+        from_main(None, d)  # the others wait for that validation
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
