@@ -53,7 +53,8 @@ if (( gpus > 1 || nnodes > 1 )); then
   if (( nnodes > 1 )); then
     echo "train.sh: node $node_rank of $nnodes, $gpus processes here, $(( nnodes * gpus )) in all, with torchrun" \
          "(DistributedDataParallel) meeting at $master_addr:$master_port$where"
-    launch=(--nnodes "$nnodes" --node_rank "$node_rank" --rdzv_backend c10d --rdzv_endpoint "$master_addr:$master_port"
+    # c10d numbers the processes in the order their nodes join; node_rank 0 hosts the rendezvous
+    launch=(--nnodes "$nnodes" --rdzv_backend c10d --rdzv_endpoint "$master_addr:$master_port"
             --rdzv_id "${SLURM_JOB_ID:-nerd-rain}" --rdzv_conf "is_host=$(( node_rank == 0 ))")
   else
     echo "train.sh: $gpus processes with torchrun (DistributedDataParallel)$where"
