@@ -2,18 +2,18 @@
 
     python train.py --opt options/rain200l.yml [--set train.lr=2e-4 ...] [--resume [auto|PATH]]
                     [--device auto|cpu|cuda] [--amp] [--compile] [--channels_last] [--cuda_graph]
-    bash train.sh options/rain200h.yml [--gpus N] [...]   # several GPUs: torchrun + DistributedDataParallel
+    bash train.sh options/rain200h.yml [--gpus N] [--nnodes N --node_rank R --master_addr H] [...]  # torchrun
+    srun bash train.sh options/rain200h.yml [...]   # Slurm, one task per GPU (README: Multi-node training)
 
 Writes into `paths.experiment`: options.yml, metrics.csv, model_latest.pth (every epoch),
 model_best.pth (best validation PSNR) and model_epoch_{e}.pth (every train.save_every epochs), in the
-authors' checkpoint format plus what resuming needs. Resuming continues exactly: epoch e's data
-order and augmentation depend only on (train.seed, e, rank), and every state is restored. Ctrl-C or
-SIGTERM saves model_latest.pth mid-epoch; a non-finite loss stops the run before the step, saving nothing.
-
-Exit codes: 0 done, 1 non-finite loss, 2 bad input (options, data, checkpoint), 130 interrupted.
+authors' checkpoint format plus what resuming needs. Epoch e's data order and augmentation depend only
+on (train.seed, e), not on the number of processes (data/sampler.py), so resuming continues exactly.
+Rank 0 alone checks the data, validates, logs and saves. Ctrl-C or SIGTERM saves model_latest.pth
+mid-epoch; a non-finite loss stops the run before the step, saving nothing. Exit codes: 0 done,
+1 non-finite loss or a lost process, 2 bad input (options, data, checkpoint), 130 interrupted.
 """
 import argparse
-import contextlib
 import itertools
 import math
 import sys
@@ -23,26 +23,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DistributedSampler, RandomSampler
 from tqdm import tqdm
 
 from data import DataError
-from data.loader import dataset_from_options, loader_from_options, worker_error_message
+from data.loader import (check_datasets, dataset_from_options, loader_from_options, train_loader_from_options,
+                         worker_error_message)
 from evaluations.metrics import rgb_psnr
 from losses import build_loss
 from models import build_model
 from models.weights import describe, load_weights, network_options, save_network
 from utils.cuda_graph import CudaGraphed, cuda_graph_problem
 from utils.device import autocast, prepare_model, resolve_device, reuse_freed_cpu_memory, slow_amp_note
-from utils.distributed import Dist, data_parallel, join, leave, mean_over_processes
-from utils.experiment import (ExperimentError, MetricsLog, Progress, experiment_lock, options_diff, read_resume_checkpoint,
-                              resume_path)
+from utils.distributed import Dist, PeerStopped, data_parallel, from_main, join, leave, lost_peer, mean_over_processes
+from utils.experiment import ExperimentError, MetricsLog, Progress, options_diff, started_experiment
 from utils.options import OptionsError, load_options, resolve_path, save_options
-from utils.rng import epoch_seed, rng_state, seed_host_generators, set_rng_state
+from utils.rng import rng_state, set_rng_state
 from utils.scheduler import build_scheduler
 from utils.signals import sigterm_as_interrupt, signals_ignored
 
-EXIT_NON_FINITE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_NON_FINITE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 1, 2, 130
 
 
 class InputError(Exception):
@@ -73,13 +72,10 @@ class Trainer:
         self.net = prepare_model(network, device, self.cfg["channels_last"], self.cfg["compile"])
         self.model = data_parallel(self.net, device, dist)
         self.train_forward = CudaGraphed(self.net) if self.cfg["cuda_graph"] else self.model
-        self.generator = torch.Generator()  # the training order and the workers' seeds, reseeded every epoch
         data = opt["datasets"]
-        self.train_set, self.val_set = (dataset_from_options(data, split, check=dist.main) for split in ("train", "val"))
-        sampler = (DistributedSampler(self.train_set, dist.world, dist.rank, shuffle=True, seed=self.cfg["seed"])
-                   if dist.world > 1 else RandomSampler(self.train_set, generator=self.generator))
-        self.train_loader = loader_from_options(self.train_set, data["train"], device, sampler, self.generator)
-        self.val_loader = loader_from_options(self.val_set, data["val"], device, generator=torch.Generator())
+        self.train_set, self.val_set = (dataset_from_options(data, split, check=False) for split in ("train", "val"))
+        self.train_loader = train_loader_from_options(self.train_set, data["train"], device, dist, self.cfg["seed"])
+        self.val_loader = loader_from_options(self.val_set, data["val"], device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.cfg["lr"], betas=tuple(self.cfg["betas"]),
                                           eps=self.cfg["eps"])
         self.scheduler = build_scheduler(self.optimizer, self.cfg["epochs"], self.cfg["warmup_epochs"],
@@ -148,11 +144,7 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> float:
         """Trains one epoch (or its rest, after an interrupted run); returns the rate it trained with."""
-        seed = epoch_seed(self.cfg["seed"], epoch, self.dist.rank)
-        self.generator.manual_seed(seed)  # the sampler's order and the workers' seeds
-        if isinstance(self.train_loader.sampler, DistributedSampler):
-            self.train_loader.sampler.set_epoch(epoch)
-        seed_host_generators(seed)  # augmentation in this process when num_workers is 0
+        self.train_loader.sampler.set_epoch(epoch)
         self.model.train()
         p, total = self.progress, len(self.train_loader)
         lr = self.optimizer.param_groups[0]["lr"]
@@ -199,6 +191,7 @@ class Trainer:
             for epoch in range(self.progress.epoch + 1, self.cfg["epochs"] + 1):
                 start = time.time()
                 self.end_epoch(epoch, self.train_epoch(epoch), start)
+                from_main(None, self.dist)  # the other processes wait for rank 0's validation and checkpoints
         except (KeyboardInterrupt, DataError):
             if self.dist.main:
                 with signals_ignored():
@@ -208,26 +201,26 @@ class Trainer:
 
     def describe_run(self) -> None:
         """The startup summary: network, data, batch sizes, device, and the rainy inputs' PSNR."""
-        data, d, cfg = self.opt["datasets"], self.dist, self.cfg
-        batch = data["train"]["batch_size"]
+        data, d, cfg, batch = self.opt["datasets"], self.dist, self.cfg, self.train_loader.batch_size
         params = sum(p.numel() for p in self.net.parameters())
         self.log(f"network: {describe(network_options(self.net))}, {params / 1e6:.2f} M parameters")
         self.log(f"train: {len(self.train_set)} pairs in {data['train']['dir']}, patch {data['train']['patch_size']}, "
                  f"{len(self.train_loader)} iterations per epoch; val: {len(self.val_set)} pairs in "
                  f"{data['val']['dir']}, centre crop {data['val']['patch_size']}")
         self.log(f"batch size {batch} per process x {d.world} process{'es' if d.world > 1 else ''} = "
-                 f"effective batch size {batch * d.world}")
+                 f"effective batch size {batch * d.world} (the global batch of every step)")
         self.log(f"device {self.device}, amp {cfg['amp']}, compile {cfg['compile']}, cuda_graph {cfg['cuda_graph']}; "
                  f"experiment {self.exp_dir}")
         if note := slow_amp_note(self.device, cfg["amp"]):
             self.log(note)
         if d.main:
             self.log(f"val PSNR of the rainy inputs: {self.validate(network=False):.2f} dB")
+        from_main(None, d)  # the others wait for that validation
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Train NeRD-Rain.", epilog="Exit codes: 0 done, 1 non-finite "
-                                "loss, 2 bad input, 130 interrupted (model_latest.pth saved).")
+                                "loss or a lost process, 2 bad input, 130 interrupted (model_latest.pth saved).")
     p.add_argument("--opt", required=True, help="options YAML, e.g. options/rain200l.yml")
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override options, e.g. --set train.lr=2e-4 datasets.train.batch_size=4")
@@ -242,62 +235,59 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, dist: Dist) -> None:
+    """Trains (or resumes training) into the experiment folder of the options."""
     flags = [f"train.{flag}=true" for flag in ("amp", "compile", "channels_last", "cuda_graph") if getattr(args, flag)]
-    opt = load_options(args.opt, [*args.overrides, *flags])
+    opt = load_options(args.opt, [*args.overrides, *flags])  # every process, before joining: all fail alike
     exp_dir = resolve_path(opt["paths"]["experiment"])
-    with experiment_lock(exp_dir) if dist.main else contextlib.nullcontext():
-        train_into(exp_dir, opt, args, dist)
-
-
-def train_into(exp_dir: Path, opt: dict[str, Any], args: argparse.Namespace, dist: Dist) -> None:
-    """Trains (or resumes training) into the experiment folder `exp_dir`."""
-    checkpoint = resume_path(args.resume, exp_dir)
-    if args.resume and checkpoint is None and dist.main:
-        print(f"--resume auto: no checkpoint in {exp_dir} yet, starting a new run")
-    resumed = read_resume_checkpoint(checkpoint) if checkpoint else None  # a bad file fails before any work
     try:
         device = join(resolve_device(args.device), dist)
     except (ValueError, RuntimeError) as err:
         raise InputError(str(err)) from None
     reuse_freed_cpu_memory(device)
-    trainer = Trainer(opt, device, dist)
-    if resumed is not None:
-        trainer.resume(checkpoint, *resumed)
-    if dist.main:
-        save_options(opt, exp_dir / "options.yml")
-        trainer.metrics = MetricsLog(exp_dir, trainer.progress.epoch)
-    if trainer.progress.epoch >= opt["train"]["epochs"]:
-        trainer.log(f"nothing to do: {trainer.progress.epoch} of {opt['train']['epochs']} epochs are done")
-        return
-    trainer.describe_run()
-    try:
-        trainer.fit()
-    finally:
-        trainer.train_loader.shutdown()
-    p = trainer.progress
-    trainer.log(f"done: best val PSNR {p.best_psnr:.2f} dB at epoch {p.best_epoch}; checkpoints in {exp_dir}")
-    if trainer.metrics is not None:
-        trainer.metrics.close()
+    with started_experiment(exp_dir, args.resume, lambda: check_datasets(opt["datasets"]), dist) as (checkpoint, read):
+        trainer = Trainer(opt, device, dist)
+        if read is not None:
+            trainer.resume(checkpoint, *read)
+        if dist.main:
+            save_options(opt, exp_dir / "options.yml")
+            trainer.metrics = MetricsLog(exp_dir, trainer.progress.epoch)
+        if trainer.progress.epoch >= opt["train"]["epochs"]:
+            trainer.log(f"nothing to do: {trainer.progress.epoch} of {opt['train']['epochs']} epochs are done")
+            return
+        trainer.describe_run()
+        try:
+            trainer.fit()
+        finally:
+            trainer.train_loader.shutdown()
+        p = trainer.progress
+        trainer.log(f"done: best val PSNR {p.best_psnr:.2f} dB at epoch {p.best_epoch}; checkpoints in {exp_dir}")
+        if trainer.metrics is not None:
+            trainer.metrics.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    dist = Dist.from_env()
+    args, dist = parse_args(argv), Dist.from_env()
 
-    def report(message: str) -> None:
-        if dist.main:
-            print(f"error: {message}", file=sys.stderr)
+    def report(message: str, own: bool = False) -> None:
+        """Rank 0 reports what all processes meet alike; each reports what may be its `own` (its data, its peers)."""
+        if dist.main or own:
+            print(f"error: {f'rank {dist.rank}: ' if dist.world > 1 else ''}{message}", file=sys.stderr)
 
     try:
         with sigterm_as_interrupt():
             run(args, dist)
         return 0
-    except (OptionsError, DataError, ExperimentError, InputError) as err:
-        report(worker_error_message(err))
+    except (OptionsError, DataError, ExperimentError, InputError, PeerStopped) as err:
+        report(worker_error_message(err), own=isinstance(err, DataError))
         return EXIT_BAD_INPUT
     except NonFiniteLossError as err:
         report(str(err))
         return EXIT_NON_FINITE
+    except RuntimeError as err:
+        if not lost_peer(err):
+            raise
+        report(f"another process of the job stopped ({str(err).splitlines()[0]}); its message says why", own=True)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         report("interrupted")
         return EXIT_INTERRUPTED

@@ -1,25 +1,41 @@
-"""Datasets and DataLoaders of a training run, from its options: seeded workers that live through a
-SIGTERM sent to the whole job."""
+"""Datasets and DataLoaders of a training run, from its options: workers that live through a SIGTERM
+sent to the whole job, and a training order that does not depend on the number of processes."""
+import ctypes
+import signal
+import sys
 import weakref
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from utils.distributed import Dist
 from utils.options import resolve_path
-from utils.rng import seed_host_generators
 from utils.signals import ignore_sigterm, sigterm_blocked
 
 from .datasets import DataError, build_dataset
+from .sampler import GlobalBatchSampler, SeededPairs
 
 _DATASET_TYPES = {"train": "PairedTrain", "val": "PairedVal"}
 
 
 def init_worker(worker_id: int) -> None:
-    """Seeds the generators the augmentation draws from (Python's and NumPy's) from the worker's torch
-    seed, which the loader derives from its generator; and ignores SIGTERM (see Loader)."""
+    """Ignores SIGTERM (see Loader) and dies with the process that started it; the augmentation seeds
+    itself per pair (SeededPairs)."""
     ignore_sigterm()
-    seed_host_generators(torch.initial_seed())
+    die_with_parent()
+
+
+def die_with_parent() -> None:
+    """On Linux, has the kernel kill this process when its parent dies, however it dies.
+
+    A worker forked from a training process holds that process's sockets to the other processes of the
+    job; one that outlives it (PyTorch's worker can block at exit on a queue nobody reads) keeps them
+    open, and the others then wait on a process that is dead instead of failing at once.
+    """
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1  # linux/prctl.h; the standard library has no prctl
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 class Loader(DataLoader):
@@ -76,11 +92,27 @@ def dataset_from_options(datasets: dict[str, Any], split: str, check: bool = Tru
     return dataset
 
 
+def check_datasets(datasets: dict[str, Any]) -> None:
+    """Reads every pair of options section `datasets` once (its splits' `check` allowing); DataError lists
+    the unusable ones."""
+    for split in ("train", "val"):
+        dataset_from_options(datasets, split)
+
+
 def loader_from_options(dataset: Dataset, section: dict[str, Any], device: torch.device,
-                        sampler: Sampler | None = None, generator: torch.Generator | None = None) -> Loader:
-    """A Loader with the batch size and worker count of an options section `datasets.<split>`."""
+                        sampler: Sampler | None = None) -> Loader:
+    """A Loader with the batch size and worker count of an options section `datasets.<split>`, in the
+    sampler's order; it leaves torch's global generator alone."""
     return Loader(dataset, batch_size=section["batch_size"], sampler=sampler, num_workers=section["num_workers"],
-                  generator=generator, pin_memory=device.type == "cuda")
+                  generator=torch.Generator(), pin_memory=device.type == "cuda")
+
+
+def train_loader_from_options(dataset: Dataset, section: dict[str, Any], device: torch.device, dist: Dist,
+                              seed: int) -> Loader:
+    """The Loader of this process's share of every global batch (GlobalBatchSampler; set_epoch on its
+    sampler before each epoch), each pair augmented from its own seed."""
+    sampler = GlobalBatchSampler(len(dataset), section["batch_size"], dist.world, dist.rank, seed)
+    return loader_from_options(SeededPairs(dataset), section, device, sampler)
 
 
 def worker_error_message(err: BaseException) -> str:

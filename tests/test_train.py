@@ -291,25 +291,6 @@ def make_foreign(tmp_path: Path) -> Path:
     return path
 
 
-def test_ddp_two_processes_on_cpu(dataset, tmp_path):
-    opt = make_options(dataset, tmp_path / "opt.yml", epochs=2, save_every=0)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable}
-    result = subprocess.run(["bash", str(REPO_ROOT / "train.sh"), str(opt), "--gpus", "2", "--device", "cpu"],
-                            capture_output=True, text=True, env=env, timeout=300)
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out
-    assert "train.sh: 2 processes with torchrun" in out and "effective batch size 2" in out
-    assert ("no CUDA GPU here, so they share the CPU" in out) == (torch.cuda.device_count() == 0)
-    exp = tmp_path / "exp"
-    assert sorted(p.name for p in exp.iterdir()) == ["metrics.csv", "model_best.pth", "model_latest.pth",
-                                                     "options.yml"]
-    latest = torch.load(exp / "model_latest.pth", weights_only=True)
-    assert (latest["epoch"], latest["iteration"]) == (2, 2)  # 2 pairs over 2 processes: 1 iteration per epoch
-    load_weights(build_model(TINY_NET), exp / "model_latest.pth")
-    with (exp / "metrics.csv").open() as f:
-        assert [r["iterations"] for r in csv.DictReader(f)] == ["1", "2"]
-
-
 def broken_copy(dataset: Path, tmp_path: Path) -> Path:
     """The training pairs plus a third whose input is not an image and a fourth whose sizes differ."""
     root = tmp_path / "broken"

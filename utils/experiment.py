@@ -8,12 +8,13 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from utils.checkpoint import read_checkpoint
+from utils.distributed import Dist, start_on_main
 from utils.image_io import atomic_save
 
 METRICS_HEADER = ("epoch", "iterations", "loss", "lr", "val_psnr", "best_psnr", "seconds")
@@ -108,6 +109,25 @@ def experiment_lock(exp_dir: Path, note: Any = print) -> Iterator[None]:
             path.unlink(missing_ok=True)  # before the flock goes with the file: no one can find a stale file
             if created and not any(exp_dir.iterdir()):
                 exp_dir.rmdir()  # a run that wrote nothing leaves nothing behind
+
+
+@contextlib.contextmanager
+def started_experiment(exp_dir: Path, resume: str | None, check: Callable[[], Any],
+                       dist: Dist) -> Iterator[tuple[Path | None, Any]]:
+    """Rank 0's start-up while the other processes wait: it holds `exp_dir`'s lock for the block, finds and
+    reads the checkpoint to resume (`resume`: as resume_path takes it), and runs `check` (the data check).
+    Yields (checkpoint path or None, read_resume_checkpoint's result or None) on every process."""
+    with contextlib.ExitStack() as stack:
+        def start() -> tuple[Path | None, Any]:
+            stack.enter_context(experiment_lock(exp_dir))
+            checkpoint = resume_path(resume, exp_dir)
+            if resume and checkpoint is None:
+                print(f"--resume auto: no checkpoint in {exp_dir} yet, starting a new run")
+            resumed = read_resume_checkpoint(checkpoint) if checkpoint else None  # a bad file fails before any work
+            check()
+            return checkpoint, resumed
+
+        yield start_on_main(start, dist)
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
-"""Random generators of a training run: per-epoch seeds, and their states saved and restored for resuming."""
+"""Random generators of a training run: per-epoch and per-sample seeds, and generator states saved and
+restored for resuming."""
 import random
 from typing import Any
 
@@ -6,9 +7,14 @@ import numpy as np
 import torch
 
 
-def epoch_seed(seed: int, epoch: int, rank: int) -> int:
-    """The seed of one process's data order and augmentation in one epoch."""
-    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's order of the training set (the same in every process)."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of the augmentation of training pair `index` in one epoch, whichever process draws it."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
 
 
 def seed_host_generators(seed: int) -> None:
