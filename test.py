@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output_dir", default=Path("results"), type=Path,
                         help="where <stem>.png results go (default: results); never the input folder")
     parser.add_argument("--weights", required=True, type=Path,
-                        help="checkpoint (.pth), the authors' or ours, or an ONNX model (.onnx, models/export_onnx.py)")
+                        help="checkpoint (.pth), the authors' or ours, or an ONNX model (.onnx: models/export_onnx.py)")
     parser.add_argument("--win_size", type=int,
                         help=f"window size, a multiple of 16 (default {WINDOW}; an ONNX model's is the exported one)")
     parser.add_argument("--gpus", help="sets CUDA_VISIBLE_DEVICES, e.g. 0 or 1,2")

@@ -108,7 +108,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--outputs", choices=("final", "all"), default="final",
                         help="output 0 only (what test.py uses; default) or all seven outputs")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:
+        check_window(args.win_size)
+    except ValueError as err:
+        parser.error(f"--win_size: {err}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0)
     try:
-        check_window(args.win_size)
         if not args.output.parent.is_dir():
             raise ValueError(f"--output {args.output}: the folder {args.output.parent} does not exist")
         if args.output.exists() and not args.overwrite:
