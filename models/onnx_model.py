@@ -40,7 +40,8 @@ def is_onnx(path: str | os.PathLike) -> bool:
 
 def session_options(threads: int | None = None) -> Any:
     """ONNX Runtime's options for NeRD-Rain: all graph optimisations, operators in sequence, `threads`
-    intra-op threads (None: torch's count, as the PyTorch path uses). Choices measured in bench/RESULTS.md."""
+    intra-op threads (None: torch's count, as the PyTorch path uses), and no memory pattern: planning
+    each batch size's buffers up front doubled the peak memory at the same speed (bench/RESULTS.md)."""
     require("onnxruntime")
     import onnxruntime as ort
 
@@ -48,6 +49,7 @@ def session_options(threads: int | None = None) -> Any:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.enable_mem_pattern = False
     return options
 
 
