@@ -111,7 +111,7 @@ def make_output_dir(output_dir: Path) -> None:
 
 def check_arguments(args: argparse.Namespace) -> None:
     """The checks that need no file I/O."""
-    checks = (("--win_size", check_window, args.win_size or WINDOW),
+    checks = (("--win_size", check_window, WINDOW if args.win_size is None else args.win_size),
               ("--batch_windows", check_batch_windows, args.batch_windows or None),
               ("--protocol", resolve_protocol, args.protocol))
     for flag, check, value in checks:
@@ -236,7 +236,7 @@ def setup(args: argparse.Namespace) -> tuple[list[Path], dict[str, Path], torch.
         model = load_onnx(args)
         device = torch.device("cuda" if args.device == "cuda" else "cpu")  # ONNX Runtime's CUDA only when asked for
     else:
-        args.win_size = args.win_size or WINDOW
+        args.win_size = WINDOW if args.win_size is None else args.win_size
         model = load_network(args.weights, args.opt, device, args.channels_last, args.compile)
     make_output_dir(args.output_dir)
     return files, targets, device, model
