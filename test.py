@@ -1,6 +1,6 @@
 """Derain a folder of images (or one image) with a NeRD-Rain checkpoint, as the authors' test.py does.
 
-python test.py --input_dir DIR|FILE --output_dir DIR --weights FILE|NAME [--win_size 256] [--gpus 0]
+python test.py --input_dir DIR|FILE --output_dir DIR --weights FILE|NAME|MODEL.onnx [--win_size 256] [--gpus 0]
                [--target_dir DIR [--protocol A|B|<dataset>] [--pair_by_order]] [--opt YAML] [--device auto|cpu|cuda]
                [--niqe] [--json FILE] [--save_comparison] [--amp] [--channels_last] [--compile] [--overwrite]
                [--batch_windows N]
@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from evaluations.evaluate import add_input_niqe, evaluate_pairs, format_table, niqe_report, pair_files
 from evaluations.metrics import resolve_protocol
+from models.onnx_model import DeployPackagesMissing, OnnxNetwork, is_onnx, open_onnx
 from models.pretrained import names as released_names, resolve_weights
 from models.weights import describe, model_from_checkpoint, network_options
 from utils.device import inference_device, reuse_freed_cpu_memory, slow_amp_note
@@ -45,10 +46,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output_dir", default=Path("results"), type=Path,
                         help="where <stem>.png results go (default: results); never the input folder")
     parser.add_argument("--weights", required=True, type=Path,
-                        help="checkpoint (.pth), the authors' or ours, or a released name such as NeRD-Rain/Rain200H "
-                             "(python -m models.pretrained list)")
-    parser.add_argument("--win_size", default=WINDOW, type=int,
-                        help=f"window size, a multiple of 16 (default {WINDOW})")
+                        help="checkpoint (.pth), the authors' or ours, a released name such as NeRD-Rain/Rain200H "
+                             "(python -m models.pretrained list), or an ONNX model (.onnx: models/export_onnx.py)")
+    parser.add_argument("--win_size", type=int,
+                        help=f"window size, a multiple of 16 (default {WINDOW}; an ONNX model's is the exported one)")
     parser.add_argument("--gpus", help="sets CUDA_VISIBLE_DEVICES, e.g. 0 or 1,2")
     parser.add_argument("--target_dir", type=Path, help="clean images with the same stems: also score PSNR/SSIM")
     parser.add_argument("--pair_by_order", action="store_true",
@@ -112,7 +113,7 @@ def make_output_dir(output_dir: Path) -> None:
 
 def check_arguments(args: argparse.Namespace) -> None:
     """The checks that need no file I/O."""
-    checks = (("--win_size", check_window, args.win_size),
+    checks = (("--win_size", check_window, WINDOW if args.win_size is None else args.win_size),
               ("--batch_windows", check_batch_windows, args.batch_windows or None),
               ("--protocol", resolve_protocol, args.protocol))
     for flag, check, value in checks:
@@ -161,6 +162,19 @@ def load_network(weights: Path, opt: Path | None, device: torch.device, channels
     except ValueError as err:  # also a released name whose download failed (pretrained.DownloadError)
         raise UsageError(str(err)) from None
     return prepare_for_inference(model, device, channels_last, compile)
+
+
+def load_onnx(args: argparse.Namespace) -> OnnxNetwork:
+    """--weights FILE.onnx: the exported network in ONNX Runtime; sets args.win_size to its window."""
+    pytorch_options = tuple(flag for flag, given in (("--opt", args.opt), ("--amp", args.amp),
+                                                     ("--channels_last", args.channels_last),
+                                                     ("--compile", args.compile)) if given)
+    try:
+        network = open_onnx(args.weights, args.win_size, args.device == "cuda", pytorch_options)
+    except (ValueError, FileNotFoundError, DeployPackagesMissing) as err:
+        raise UsageError(str(err)) from None
+    args.win_size = network.window
+    return network
 
 
 def input_targets(files: list[Path], target_dir: Path, by_order: bool) -> dict[str, Path]:
@@ -218,7 +232,12 @@ def setup(args: argparse.Namespace) -> tuple[list[Path], dict[str, Path], torch.
     if note := slow_amp_note(device, args.amp):
         print(note, file=sys.stderr)
     reuse_freed_cpu_memory(device)
-    model = load_network(args.weights, args.opt, device, args.channels_last, args.compile)
+    if is_onnx(args.weights):
+        model = load_onnx(args)
+        device = torch.device("cuda" if args.device == "cuda" else "cpu")  # ONNX Runtime's CUDA only when asked for
+    else:
+        args.win_size = WINDOW if args.win_size is None else args.win_size
+        model = load_network(args.weights, args.opt, device, args.channels_last, args.compile)
     make_output_dir(args.output_dir)
     return files, targets, device, model
 
@@ -233,7 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with sigterm_as_interrupt():
             files, targets, device, model = setup(args)
-            print(f"{describe(network_options(model))}, windows of {args.win_size}, on {device_name(device)}")
+            network = (f"{describe(model.options)} in ONNX Runtime" if isinstance(model, OnnxNetwork)
+                       else describe(network_options(model)))
+            print(f"{network}, windows of {args.win_size}, on {device_name(device)}")
             run = FolderRun(model, args.output_dir, args.win_size, args.batch_windows or None, args.amp,
                             args.overwrite, targets if args.save_comparison else None)
             for path in tqdm(files, desc="deraining", unit="img"):

@@ -1,11 +1,12 @@
 """Speed of NeRD-Rain paths side by side: `python -m bench.speed --what infer|train --device cpu|cuda
 [--amp] [--compile] [--channels_last] [--cuda_graph] [--type NeRDRainS] [--size 256] [--batch 1]
-[--weights FILE]`.
+[--weights FILE] [--onnx FILE]`.
 
 Rows: the authors' way of computing (bench/baseline.py), our exact default path, each fast
-option given, and all of them together. Steps are interleaved across rows after a warm-up, and
-each row reports the median time, throughput, peak memory and the max abs difference of its
-output 0 from the exact path's (same weights, same input).
+option given, all of them together, and with --onnx, ONNX Runtime on the same network exported to FILE
+(by this run, before any row is timed: windows of --size, CPU inference only). Steps are interleaved
+across rows after a warm-up, and each row reports the median time, throughput, peak memory and the max
+abs difference of its output 0 from the exact path's (same weights, same input).
 
 The authors-style row runs in a process of its own with the C library's default allocator, as the
 authors' scripts do. Our rows run in this process; on the CPU it keeps freed memory for reuse, as
@@ -33,12 +34,15 @@ from torch import nn
 from bench.baseline import authors_baseline
 from losses import MultiScaleLoss
 from models import build_model
+from models.export_onnx import export_onnx
+from models.onnx_model import OnnxNetwork
 from models.weights import model_from_checkpoint
 from utils.cuda_graph import CudaGraphed
 from utils.device import autocast, prepare_model, resolve_device, reuse_freed_cpu_memory, set_tf32
 from utils.inference import prepare_for_inference
 
 AUTHORS = "authors-style"
+ONNX_RUNTIME = "onnxruntime"
 FAST_OPTIONS = ("channels_last", "amp", "compile", "cuda_graph")
 
 
@@ -60,13 +64,17 @@ def row_names(args: argparse.Namespace) -> list[str]:
     """The authors-style baseline, the exact path, each chosen fast option, and all together."""
     chosen = chosen_options(args)
     combos = [[flag] for flag in chosen if not args.combined_only] + ([chosen] if len(chosen) > 1 else [])
-    return [AUTHORS, "exact (default)", *(" + ".join(combo) for combo in combos)]
+    names = [AUTHORS, "exact (default)", *(" + ".join(combo) for combo in combos)]
+    return names + [ONNX_RUNTIME] if args.onnx else names
 
 
-def make_row(name: str, model: nn.Module) -> Row:
-    """The row `name` on a copy of `model` (the exact row uses `model` itself)."""
+def make_row(name: str, model: nn.Module, onnx: str | None = None) -> Row:
+    """The row `name` on a copy of `model` (the exact row uses `model` itself; the ONNX Runtime row, the
+    export of `model` in the file `onnx`)."""
     if name == AUTHORS:
         return Row(name, authors_baseline(model))
+    if name == ONNX_RUNTIME:
+        return Row(name, OnnxNetwork(onnx))
     if name == "exact (default)":
         return Row(name, model)
     combo = name.split(" + ")
@@ -239,12 +247,15 @@ def main() -> None:
     parser = step_parser(__doc__.splitlines()[0])
     parser.add_argument("--combined_only", action="store_true",
                         help="time the chosen options together only, not each alone (fewer compiles)")
+    parser.add_argument("--onnx", help="also time ONNX Runtime: export the network to this file (replaced) first")
     parser.add_argument("--json", help="also write the rows here")
     parser.add_argument("--_peak_of", help=argparse.SUPPRESS)
     parser.add_argument("--_serve", help=argparse.SUPPRESS)
     args = parse_step_args(parser)
     args.warmup = max(args.warmup, 1)  # the warm-up also measures the CUDA peak
     device = resolve_device(args.device)
+    if args.onnx and (args.what != "infer" or device.type != "cpu"):
+        parser.error("--onnx times CPU inference (--what infer --device cpu)")
     if args.what == "infer":
         set_tf32(False)  # as test.py runs the exact path (train.py keeps PyTorch's TF32 convolutions)
     x, target = step_inputs(args, device)
@@ -252,7 +263,7 @@ def main() -> None:
         reuse_freed_cpu_memory(device)
     model = build(args, device)
     if args._peak_of:  # child process of cpu_peak_mb: one step, then the RSS growth
-        row = make_row(args._peak_of, model)
+        row = make_row(args._peak_of, model, args.onnx)
         step = make_step(row, args.what, x, target, device)
         # Linux: writing 5 to clear_refs resets VmHWM (ru_maxrss would keep the parent's, from fork).
         Path("/proc/self/clear_refs").write_text("5")
@@ -265,8 +276,13 @@ def main() -> None:
         serve(row, make_step(row, args.what, x, target, device), x, device)
         return
 
+    if args.onnx:
+        start = time.perf_counter()
+        diff = export_onnx(model, args.onnx, args.size)
+        print(f"exported to {args.onnx} in {time.perf_counter() - start:.0f} s (ONNX Runtime within {diff:.2e} "
+              "of PyTorch on a batch of 2)")
     names = row_names(args)
-    rows = [make_row(name, model) for name in names if name != AUTHORS]
+    rows = [make_row(name, model, args.onnx) for name in names if name != AUTHORS]
     remote = RemoteRow(AUTHORS)
     reference = output0(rows[0], x, device)
     diffs = {AUTHORS: (remote.output0().to(device) - reference).abs().max().item()}

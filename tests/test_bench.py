@@ -53,7 +53,8 @@ def test_fast_rows_on_cpu(golden):
 
     model = build_model(infer_network_options(golden["state_dict"]))
     load_weights(model, golden["state_dict"])
-    names = row_names(Namespace(channels_last=True, amp=True, compile=False, cuda_graph=False, combined_only=False))
+    names = row_names(Namespace(channels_last=True, amp=True, compile=False, cuda_graph=False, combined_only=False,
+                                onnx=None))
     assert names == ["authors-style", "exact (default)", "channels_last", "amp", "channels_last + amp"]
     x = golden["input"][:1, :, :32, :32]
     cpu = torch.device("cpu")

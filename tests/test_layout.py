@@ -15,7 +15,11 @@ ALLOWED = {
     "evaluations": {"utils", "models"},
     "webapp": {"utils", "models", "evaluations"},  # the web app's layer, beside the scripts
 }
-GRADIO_USERS = {"webapp/page.py"}  # gradio is optional (requirements-app.txt): app.py imports it through here
+# Optional packages and the only files that may import them: gradio (requirements-app.txt; app.py imports it
+# through the page) and the ONNX packages (requirements-deploy.txt; imported when first used).
+ONNX_USERS = {"models/onnx_model.py", "models/export_onnx.py"}
+OPTIONAL_USERS = {"gradio": {"webapp/page.py"}, "onnx": ONNX_USERS, "onnxscript": ONNX_USERS,
+                  "onnxruntime": ONNX_USERS}
 
 
 def top_level_imports(path: Path) -> set[str]:
@@ -42,8 +46,9 @@ def test_packages_import_only_lower_layers(package):
     assert not offending, offending
 
 
-def test_only_the_web_page_imports_gradio():
+@pytest.mark.parametrize("package", sorted(OPTIONAL_USERS))
+def test_optional_packages_are_imported_only_where_allowed(package):
     sources = (path.relative_to(REPO) for path in REPO.rglob("*.py"))
     users = {path.as_posix() for path in sources if not any(part.startswith(".") for part in path.parts)
-             and path.parts[0] != "tests" and "gradio" in top_level_imports(REPO / path)}
-    assert users <= GRADIO_USERS, users - GRADIO_USERS
+             and path.parts[0] != "tests" and package in top_level_imports(REPO / path)}
+    assert users <= OPTIONAL_USERS[package], users - OPTIONAL_USERS[package]

@@ -102,6 +102,13 @@ def check_batch_windows(batch_windows: int | None) -> int | None:
     return batch_windows
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where a network's windows go: its parameters' device, or, for a network without parameters (one run
+    by ONNX Runtime, models/onnx_model.py), its `device`."""
+    parameter = next(model.parameters(), None)
+    return model.device if parameter is None else parameter.device
+
+
 Progress = Callable[[int, int], None]  # called with (windows done, windows in all)
 
 
@@ -123,7 +130,7 @@ def tiled_forward(model: nn.Module, image: torch.Tensor, window: int = 256, batc
     height, width = image.shape[-2:]
     padded = reflect_pad_to(image, max(height, window), max(width, window))
     layout = window_layout(*padded.shape[-2:], window)
-    device = next(model.parameters()).device
+    device = model_device(model)
     out = torch.empty_like(padded, dtype=torch.float32)
     with torch.no_grad():
         for chunk in window_chunks(len(layout), batch_windows):
