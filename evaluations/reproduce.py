@@ -254,29 +254,36 @@ def score_results(args: argparse.Namespace, method: str, dataset: str) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    """The paper's layout: one row per model, one column per dataset; each cell ours (ours - paper)."""
+    """The paper's layout: one row per model, one column per dataset; each cell ours (ours - paper).
+
+    A pair whose weights hold another network gets a row of its own, named for that network and not
+    compared with the paper: a wrong file must not read as the model's score.
+    """
     datasets = list(dict.fromkeys(row["dataset"] for row in rows))
     lines = ["| | " + " | ".join(datasets) + " |", "|---" * (len(datasets) + 1) + "|"]
-    notes = []
-    for model in dict.fromkeys(row["model"] for row in rows):
-        cells = []
-        for row in (r for r in rows if r["model"] == model):
-            cells.append(_cell(row))
-            if row["status"] != "done":
-                notes.append(f"- {model} / {row['dataset']}: {row['status']}")
-            elif row.get("network") and not row["network"].startswith(model + " "):
-                notes.append(f"- {model} / {row['dataset']}: weights hold {row['network']}")
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    for label in dict.fromkeys(_label(row) for row in rows):
+        cells = {row["dataset"]: _cell(row) for row in rows if _label(row) == label}
+        lines.append(f"| {label} | " + " | ".join(cells.get(dataset, "") for dataset in datasets) + " |")
     lines += ["", "PSNR (dB) / SSIM on Y; in brackets the difference to the paper's Table 1. Protocol A: Rain200L, "
               "Rain200H, SPA-Data; B: DID-Data, DDN-Data."]
+    notes = [f"- {row['model']} / {row['dataset']}: {row['status']}" for row in rows if row["status"] != "done"]
     return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def _stand_in(row: dict) -> bool:
+    """Whether the pair's weights hold a network other than the one the row is named for."""
+    return row["status"] == "done" and bool(row.get("network")) and not row["network"].startswith(row["model"] + " ")
+
+
+def _label(row: dict) -> str:
+    return f"{row['network']} in place of {row['model']}" if _stand_in(row) else row["model"]
 
 
 def _cell(row: dict) -> str:
     if row["status"] != "done":
         return row["status"].split(":")[0]
     ours = f"{row['psnr']:.2f} / {row['ssim']:.4f}"
-    if row["paper_psnr"] is None:
+    if row["paper_psnr"] is None or _stand_in(row):
         return ours
     return f"{ours} ({row['psnr'] - row['paper_psnr']:+.2f} / {row['ssim'] - row['paper_ssim']:+.4f})"
 
