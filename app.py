@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from utils.device import resolve_device, reuse_freed_cpu_memory, set_tf32
+from inference.network import deraining_device
 from webapp.jobs import MAX_PIXELS, Deraining, weight_choices
 
 INSTALL = "pip install -r requirements-app.txt"
@@ -37,15 +37,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def setup(args: argparse.Namespace) -> tuple[dict[str, str], torch.device]:
-    """The weights on offer and the device, as test.py sets it up (no TF32 on CUDA); ValueError if bad."""
+    """The weights on offer and the device, as test.py sets it up (inference.network); ValueError if bad."""
     if args.max_pixels < 1:
         raise ValueError(f"--max_pixels must be positive, got {args.max_pixels}")
-    choices = weight_choices(args.weights)
-    device = resolve_device(args.device)
-    if device.type == "cuda":
-        set_tf32(False)
-    reuse_freed_cpu_memory(device)
-    return choices, device
+    return weight_choices(args.weights), deraining_device(args.device)
 
 
 def stop(signum: int, frame: object) -> None:

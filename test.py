@@ -5,33 +5,30 @@ python test.py --input_dir DIR|FILE --output_dir DIR --weights FILE|NAME|MODEL.o
                [--niqe] [--json FILE] [--save_comparison] [--amp] [--channels_last] [--compile] [--overwrite]
                [--batch_windows N]
 
-Each image is restored window by window (utils/tiling.py) and written as <stem>.png in 8-bit RGB.
+Each image is restored window by window (inference/tiling.py) and written as <stem>.png in 8-bit RGB.
+The work is in inference/: network.py loads the network, folder.py derains the images.
 --target_dir scores the results by PSNR/SSIM; --niqe by the no-reference NIQE of input and result (real rain).
 Exit codes: 0 done, 1 some images could not be restored or scoring failed, 2 bad arguments or files,
 130 interrupted (Ctrl-C or SIGTERM; the results written so far are kept, and a rerun skips them).
 """
 import argparse
-import json
-import os
 import sys
 from collections import Counter
 from pathlib import Path
 
-import torch
-from torch import nn
 from tqdm import tqdm
 
-from evaluations.evaluate import add_input_niqe, evaluate_pairs, format_table, niqe_report, pair_files
+from evaluations.evaluate import add_input_niqe, evaluate_pairs, format_table, niqe_report
 from evaluations.metrics import resolve_protocol
-from models.onnx_model import DeployPackagesMissing, OnnxNetwork, is_onnx, open_onnx
-from models.pretrained import names as released_names, resolve_weights
-from models.weights import describe, model_from_checkpoint, network_options
-from utils.device import inference_device, reuse_freed_cpu_memory, slow_amp_note
-from utils.image_io import IMAGE_EXTENSIONS, atomic_save, list_images
-from utils.inference import BATCH_WINDOWS, WINDOW, FolderRun, device_name, prepare_for_inference
-from utils.options import load_options
+from inference.folder import FolderRun
+from inference.network import BATCH_WINDOWS, WINDOW, DerainingNetwork, NetworkError, load_network
+from inference.tiling import check_batch_windows, check_window
+from training.options import load_options
+from utils.device import device_name
+from utils.files import write_json_atomic
+from utils.image_io import IMAGE_EXTENSIONS, list_images
+from utils.pairing import PairingError, pair_files
 from utils.signals import sigterm_as_interrupt
-from utils.tiling import check_batch_windows, check_window
 
 
 class UsageError(Exception):
@@ -130,64 +127,25 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise UsageError(f"--json {args.json}: not a file path in an existing folder")
 
 
-def select_device(name: str, gpus: str | None, amp: bool) -> torch.device:
-    """Applies --gpus (CUDA_VISIBLE_DEVICES) before CUDA starts, then resolves --device.
-
-    On CUDA without --amp, TF32 is turned off (`set_tf32`).
-    """
-    if gpus is not None:
-        if torch.cuda.is_initialized():
-            print("note: CUDA was already initialised, --gpus has no effect", file=sys.stderr)
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpus
-    try:
-        return inference_device(name, amp)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-
-
-def load_network(weights: Path, opt: Path | None, device: torch.device, channels_last: bool = False,
-                 compile: bool = False) -> nn.Module:
-    """Builds the network once (from --opt or inferred from the checkpoint), loads it, eval mode."""
-    options = None
-    if opt is not None:
-        try:
-            options = load_options(opt)["network"]
-        except ValueError as err:
-            raise UsageError(f"--opt: {err}") from None
-    try:
-        model = model_from_checkpoint(resolve_weights(weights), options)
-    except FileNotFoundError as err:
-        raise UsageError(f"{err}; pass --weights path/to/model_best.pth, or a released name "
-                         f"(downloaded once): {', '.join(released_names())}") from None
-    except ValueError as err:  # also a released name whose download failed (pretrained.DownloadError)
-        raise UsageError(str(err)) from None
-    return prepare_for_inference(model, device, channels_last, compile)
-
-
-def load_onnx(args: argparse.Namespace) -> OnnxNetwork:
-    """--weights FILE.onnx: the exported network in ONNX Runtime; sets args.win_size to its window."""
-    pytorch_options = tuple(flag for flag, given in (("--opt", args.opt), ("--amp", args.amp),
-                                                     ("--channels_last", args.channels_last),
-                                                     ("--compile", args.compile)) if given)
-    try:
-        network = open_onnx(args.weights, args.win_size, args.device == "cuda", pytorch_options)
-    except (ValueError, FileNotFoundError, DeployPackagesMissing) as err:
-        raise UsageError(str(err)) from None
-    args.win_size = network.window
-    return network
-
-
 def input_targets(files: list[Path], target_dir: Path, by_order: bool) -> dict[str, Path]:
     """Input stem -> its clean image in `target_dir`, by stem (extra targets allowed) or by sorted order."""
-    targets = list_images(target_dir)
-    if not by_order:
-        stems = {f.stem for f in files}
-        targets = [t for t in targets if t.stem in stems] or targets
     try:
-        pairs = pair_files(files, targets, by_order, sides=("the inputs", "--target_dir"))
+        pairing = pair_files(files, list_images(target_dir), "order" if by_order else "stem",
+                             sides=("the inputs", "--target_dir"), extra_second=True)
+    except PairingError as err:
+        hint = " (to pair files by sorted order instead: --pair_by_order)" if err.same_count and not by_order else ""
+        raise UsageError(f"cannot pair the inputs with --target_dir {target_dir}: {err}{hint}") from None
+    return {inp.stem: target for inp, target in pairing.pairs}
+
+
+def network_section(opt: Path | None) -> dict | None:
+    """The `network` section of --opt, or None."""
+    if opt is None:
+        return None
+    try:
+        return load_options(opt)["network"]
     except ValueError as err:
-        raise UsageError(f"cannot pair the inputs with --target_dir {target_dir}: {err}") from None
-    return {inp.stem: target for inp, target in pairs}
+        raise UsageError(f"--opt: {err}") from None
 
 
 def score(args: argparse.Namespace, results: list[Path], inputs: dict[str, Path], targets: dict[str, Path]) -> bool:
@@ -204,7 +162,7 @@ def score(args: argparse.Namespace, results: list[Path], inputs: dict[str, Path]
         if args.niqe:
             add_input_niqe(report, [inputs[path.stem] for path in results])
         if args.json:
-            atomic_save(args.json, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1)))
+            write_json_atomic(args.json, report)
     except (ValueError, OSError) as err:
         print(f"scoring failed: {err}", file=sys.stderr)
         return False
@@ -222,24 +180,22 @@ def _format(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def setup(args: argparse.Namespace) -> tuple[list[Path], dict[str, Path], torch.device, nn.Module]:
+def setup(args: argparse.Namespace) -> tuple[list[Path], dict[str, Path], DerainingNetwork]:
     """All checks that can fail before any image is processed, then the targets and the network."""
     check_arguments(args)
     input_dir, files = input_images(args.input)
     check_output_dir(args.output_dir, input_dir)
     targets = input_targets(files, args.target_dir, args.pair_by_order) if args.target_dir else {}
-    device = select_device(args.device, args.gpus, args.amp)
-    if note := slow_amp_note(device, args.amp):
+    try:
+        network = load_network(args.weights, args.device, amp=args.amp, channels_last=args.channels_last,
+                               compile=args.compile, options=network_section(args.opt), window=args.win_size,
+                               gpus=args.gpus)
+    except NetworkError as err:
+        raise UsageError(str(err)) from None
+    for note in network.notes:
         print(note, file=sys.stderr)
-    reuse_freed_cpu_memory(device)
-    if is_onnx(args.weights):
-        model = load_onnx(args)
-        device = torch.device("cuda" if args.device == "cuda" else "cpu")  # ONNX Runtime's CUDA only when asked for
-    else:
-        args.win_size = WINDOW if args.win_size is None else args.win_size
-        model = load_network(args.weights, args.opt, device, args.channels_last, args.compile)
     make_output_dir(args.output_dir)
-    return files, targets, device, model
+    return files, targets, network
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,11 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     run = None
     try:
         with sigterm_as_interrupt():
-            files, targets, device, model = setup(args)
-            network = (f"{describe(model.options)} in ONNX Runtime" if isinstance(model, OnnxNetwork)
-                       else describe(network_options(model)))
-            print(f"{network}, windows of {args.win_size}, on {device_name(device)}")
-            run = FolderRun(model, args.output_dir, args.win_size, args.batch_windows or None, args.amp,
+            files, targets, network = setup(args)
+            print(f"{network.description}, windows of {network.window}, on {device_name(network.device)}")
+            run = FolderRun(network.network, args.output_dir, network.window, args.batch_windows or None, args.amp,
                             args.overwrite, targets if args.save_comparison else None)
             for path in tqdm(files, desc="deraining", unit="img"):
                 run.process(path)
@@ -264,12 +218,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         if run is not None:
-            print(run.report(device))
+            print(run.report(network.device))
         done = f"after {len(run.written)} of {len(files)} image(s)" if run else "before the first image"
         print(f"test.py: interrupted {done}; no partial file was left. Run the same command again to go on: "
               "existing results are skipped.", file=sys.stderr)
         return 130
-    print(run.report(device))
+    print(run.report(network.device))
     results = run.written + run.skipped
     scoring = (targets or args.niqe) and results
     scored = score(args, results, {path.stem: path for path in files}, targets) if scoring else True

@@ -60,7 +60,7 @@ if (( gpus > 1 || nnodes > 1 )); then
     echo "train.sh: $gpus processes with torchrun (DistributedDataParallel)$where"
     launch=(--standalone)
   fi
-  PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" exec "$python" -m utils.torchrun "${launch[@]}" \
+  PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" exec "$python" -m training.torchrun "${launch[@]}" \
     --nproc_per_node "$gpus" "$here/train.py" --opt "$opt" "${args[@]}"
 fi
 exec "$python" "$here/train.py" --opt "$opt" "${args[@]}"

@@ -1,7 +1,7 @@
 """The authors' way of computing NeRD-Rain, as a baseline for benchmarks only: never used by the project.
 
-The authors' code cannot be fetched here, so `authors_baseline` copies a network and puts their
-forward passes back on the copy's modules, wherever ours compute the same numbers differently:
+`authors_baseline` copies a network and puts the authors' forward passes back on the copy's modules,
+wherever ours compute the same numbers differently:
 Restormer's LayerNorm (mean and variance over a permuted copy), Restormer's attention (q and k
 normalised, then multiplied head by head), the feed-forward gate out of place, and the LIIF-style INR
 query (3x3 unfold, four grid-sampled ensemble queries through the MLP, area weights). Editing a

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # One prepared GPU session (device tool), about 5 minutes: bash bench/gpu_check.sh COMMIT
-# Needs the wheels the GPU image lacks in .whl/ (kornia, kornia-rs, warmup-scheduler) and the
-# golden fixture copied to .bench/parity.pt. Logs and JSON rows go to $OUT; the most wanted first.
+# Needs the wheels the GPU image lacks in .whl/ (kornia, kornia-rs, warmup-scheduler). Logs and JSON
+# rows go to $OUT; the most wanted first.
 source bench/gpu_setup.sh gpu_check
-export NERD_SHARED=/tmp/shared; mkdir -p $NERD_SHARED/golden; cp .bench/parity.pt $NERD_SHARED/golden/
 log() { echo "== $*" | tee -a "$out/summary.txt"; }
 log "commit ${1:-unknown}, $(date -u +%F)"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$out/summary.txt"
@@ -21,7 +20,7 @@ timeout 90 python3 train.py --opt options/rain200h_s.yml --amp --channels_last -
   datasets.val.patch_size=128 train.epochs=2 train.warmup_epochs=1 paths.experiment=/tmp/exp > "$out/train_py.txt" 2>&1; echo "rc $?" >> "$out/train_py.txt"
 tail -4 "$out/train_py.txt" | tee -a "$out/summary.txt"
 log "golden weights, bf16 autocast against fp32 (2e-2 target)"
-timeout 60 python3 -m bench.speed --what infer --device cuda --weights .bench/parity.pt --batch 8 --amp \
+timeout 60 python3 -m bench.speed --what infer --device cuda --weights tests/fixtures/golden/parity.pt --batch 8 --amp \
   --repeats 5 --json "$out/golden_amp.json" 2>&1 | tail -5 | tee -a "$out/summary.txt"
 log "inference, NeRD-Rain, 8 windows of 256x256, all options together (torch.compile)"
 timeout 200 python3 -m bench.speed --what infer --device cuda --batch 8 --amp --channels_last --compile \

@@ -1,6 +1,6 @@
-"""NIQE throughput on real images: `python -m bench.niqe_speed [--folder DIR] [--count 100] [--repeats 3]`.
+"""NIQE throughput on real images: `python -m bench.niqe_speed --folder DIR [--count 100] [--repeats 3]`.
 
-Default folder: the Rain100H inputs (481x321) under $NERD_SHARED (or ../shared). Two rows, each the
+DIR: e.g. the Rain100H test inputs (481x321; bench/RESULTS.md used those). Two rows, each the
 median of the repeats after a warm-up image: `niqe` on decoded images (the metric alone), and
 `evaluate_niqe` on the folder (reading the PNGs too, as `python -m evaluations.evaluate --metric niqe` does).
 """
@@ -15,13 +15,10 @@ from evaluations.evaluate import evaluate_niqe
 from evaluations.niqe import niqe
 from utils.image_io import read_rgb8, require_images
 
-SHARED = Path(os.environ.get("NERD_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-
-
 def main() -> None:
     """Prints images/s of both rows."""
     parser = argparse.ArgumentParser(prog="python -m bench.niqe_speed", description=__doc__.splitlines()[0])
-    parser.add_argument("--folder", type=Path, default=SHARED / "datasets" / "Rain100H" / "input")
+    parser.add_argument("--folder", type=Path, required=True, help="a folder of images, e.g. Rain100H/input")
     parser.add_argument("--count", type=int, default=100, help="first N images of the folder")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()

@@ -34,12 +34,12 @@ from torch import nn
 from bench.baseline import authors_baseline
 from losses import MultiScaleLoss
 from models import build_model
-from models.export_onnx import export_onnx
-from models.onnx_model import OnnxNetwork
+from inference.export_onnx import export_onnx
+from inference.network import prepare_for_inference
+from inference.onnx_runtime import OnnxNetwork
 from models.weights import model_from_checkpoint
-from utils.cuda_graph import CudaGraphed
+from training.cuda_graph import CudaGraphed
 from utils.device import autocast, prepare_model, resolve_device, reuse_freed_cpu_memory, set_tf32
-from utils.inference import prepare_for_inference
 
 AUTHORS = "authors-style"
 ONNX_RUNTIME = "onnxruntime"
@@ -107,7 +107,7 @@ def make_step(row: Row, what: str, x: torch.Tensor, target: torch.Tensor, device
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, row.amp):
             outputs = forward(x)
-        loss_fn([o.float() for o in outputs], target)[0].backward()
+        loss_fn(type(outputs)(*(o.float() for o in outputs)), target)[0].backward()
         optimizer.step()
     return step
 
@@ -171,7 +171,7 @@ def output0(row: Row, x: torch.Tensor, device: torch.device) -> torch.Tensor:
     was_training = row.model.training
     row.model.eval()
     with torch.no_grad(), autocast(device, row.amp):
-        out = row.model(x)[0].float()
+        out = row.model(x).restored.float()
     row.model.train(was_training)
     return out
 
@@ -215,7 +215,7 @@ def step_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--what", choices=["infer", "train"], default="infer")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--type", default="NeRDRain", help="network type when no --weights")
-    parser.add_argument("--weights", help="a checkpoint (authors' or ours, or golden/parity.pt)")
+    parser.add_argument("--weights", help="a checkpoint (authors' or ours, or tests/fixtures/golden/parity.pt)")
     parser.add_argument("--size", type=int, default=256, help="square input side, a multiple of 16")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--amp", action="store_true", help="bf16 autocast")

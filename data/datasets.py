@@ -1,17 +1,17 @@
 """Datasets: paired training and validation sets in the authors' layout (`<dir>/input`, `<dir>/target`),
-and a plain folder of images for testing. Built by name with `build_dataset`."""
+built by name with `build_dataset`."""
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision.transforms.functional as TF
 from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from utils.image_io import ImageReadError, pair_by_order, pair_by_stem, read_rgb8, require_images
+from utils.image_io import ImageReadError, read_rgb8, require_images
+from utils.pairing import PairingError, pair_files
 from utils.registry import build_by_type
 
 from .augment import center_crop, train_augment
@@ -38,15 +38,13 @@ def find_pairs(root: str | os.PathLike, pairing: str = "stem") -> list[tuple[Pat
     pairing 'order', by position in the sorted listings (the authors' way)."""
     root = Path(root)
     inputs, targets = _images(root / "input"), _images(root / "target")
-    if pairing == "order":
-        if len(inputs) != len(targets):
-            raise DataError(f"{root}: cannot pair by order: {len(inputs)} input images but {len(targets)} targets")
-        return pair_by_order(inputs, targets)
-    if pairing != "stem":
+    if pairing not in ("stem", "order"):
         raise DataError(f"unknown pairing {pairing!r}; choose 'stem' or 'order'")
     try:
-        return pair_by_stem(inputs, targets)
-    except ValueError as err:
+        return pair_files(inputs, targets, pairing).pairs
+    except PairingError as err:
+        if pairing == "order":
+            raise DataError(f"{root}: {err}") from None
         raise DataError(f"{root}: input and target names differ: {err}. Rename the files, or pair the "
                         "sorted listings by position with pairing: order") from None
 
@@ -117,26 +115,12 @@ class PairedValDataset(PairedDataset):
         return center_crop(inp, self.patch_size), center_crop(tar, self.patch_size)
 
 
-class ImageFolderDataset(Dataset):
-    """The images of a folder, whole, without targets; items are dicts with `input` (3, H, W) and `name`."""
-
-    def __init__(self, dir: str | os.PathLike):
-        self.files = _images(Path(dir))
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        path = self.files[index]
-        return {"input": TF.to_tensor(_read_pil(path)), "name": path.stem}
-
-
 DATASETS: dict[str, type[Dataset]] = {
-    "PairedTrain": PairedTrainDataset, "PairedVal": PairedValDataset, "ImageFolder": ImageFolderDataset,
+    "PairedTrain": PairedTrainDataset, "PairedVal": PairedValDataset,
 }
 
 
 def build_dataset(opt: dict[str, Any]) -> Dataset:
-    """Builds a dataset from options: `type` names it (PairedTrain, PairedVal, ImageFolder), the other
+    """Builds a dataset from options: `type` names it (PairedTrain, PairedVal), the other
     keys are its arguments (`dir`, `patch_size`, `pairing`)."""
     return build_by_type("dataset", DATASETS, opt, error=DataError)

@@ -8,11 +8,9 @@ Exit codes: 0 done, 1 some images could not be scored by NIQE (too small, flat; 
 2 bad arguments or files.
 """
 import argparse
-import json
 import logging
 import sys
 from collections import Counter
-from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +18,9 @@ from tqdm import tqdm
 
 from evaluations.metrics import psnr_ssim, resolve_protocol
 from evaluations.niqe import NiqeError, niqe
-# aliased: evaluate_folders' pair_by_order parameter shadows the name
-from utils.image_io import atomic_save, pair_by_order as _pair_by_order, pair_by_stem, read_rgb8, require_images
+from utils.files import write_json_atomic
+from utils.image_io import read_rgb8, require_images
+from utils.pairing import PairingError, pair_files
 
 log = logging.getLogger(__name__)
 
@@ -64,34 +63,27 @@ def _mean(images: list[dict], key: str) -> float | None:
 
 
 def evaluate_folders(result_dir: str | Path, target_dir: str | Path, protocol: str,
-                     pair_by_order: bool = False, progress: bool = False,
-                     only: Collection[str] | None = None, with_niqe: bool = False) -> dict:
+                     pair_by_order: bool = False, progress: bool = False, with_niqe: bool = False) -> dict:
     """Per-image and mean PSNR/SSIM: {"images": [{"name", "psnr", "ssim"}], "mean": {"psnr", "ssim"}, "protocol"}.
 
-    Images are paired by file stem, or by sorted order with pair_by_order; `only` restricts both
-    folders to these stems (e.g. the images of one test.py run); progress shows a tqdm bar.
-    Conversions to 8-bit RGB (16-bit, grayscale, alpha) are logged once per kind.
+    Each result is paired with the target of its file stem (the target folder may hold more: their
+    count is "unused_targets"), or with pair_by_order by position in the sorted listings; progress
+    shows a tqdm bar. Conversions to 8-bit RGB (16-bit, grayscale, alpha) are logged once per kind.
     with_niqe adds each result's NIQE ("niqe", None where it failed), its mean, "metric":
     "psnr_ssim,niqe", and "failed": [{"name", "error"}] if some results could not be scored.
+    PairingError names what does not pair (and --pair_by_order when the counts would allow it).
     """
     results, targets = require_images(result_dir), require_images(target_dir)
-    if only is not None:
-        results, targets = ([p for p in files if p.stem in only] for files in (results, targets))
-    pairs = pair_files(results, targets, pair_by_order, sides=("result_dir", "target_dir"))
-    return evaluate_pairs(pairs, protocol, progress, with_niqe)
-
-
-def pair_files(results: list[Path], targets: list[Path], by_order: bool = False,
-               sides: tuple[str, str] = ("result_dir", "target_dir")) -> list[tuple[Path, Path]]:
-    """(result, target) pairs: by file stem, or by sorted order; ValueError naming what does not pair
-    (and `--pair_by_order` when the counts would allow it). `sides` names the two lists in messages."""
-    if by_order:
-        return _pair_by_order(results, targets, sides=sides)
     try:
-        return pair_by_stem(results, targets, sides=sides)
-    except ValueError as err:
-        hint = " (to pair files by sorted order instead: --pair_by_order)" if len(results) == len(targets) else ""
-        raise ValueError(f"{err}{hint}") from None
+        pairing = pair_files(results, targets, "order" if pair_by_order else "stem", ("result_dir", "target_dir"),
+                             extra_second=True)
+    except PairingError as err:
+        hint = " (to pair files by sorted order instead: --pair_by_order)" if err.same_count and not pair_by_order else ""
+        raise PairingError(f"{err}{hint}", err.same_count) from None
+    report = evaluate_pairs(pairing.pairs, protocol, progress, with_niqe)
+    if pairing.unused:
+        report["unused_targets"] = len(pairing.unused)
+    return report
 
 
 def evaluate_pairs(pairs: list[tuple[Path, Path]], protocol: str, progress: bool = False,
@@ -119,17 +111,14 @@ def evaluate_pairs(pairs: list[tuple[Path, Path]], protocol: str, progress: bool
     return report
 
 
-def evaluate_niqe(result_dir: str | Path, progress: bool = False, only: Collection[str] | None = None) -> dict:
+def evaluate_niqe(result_dir: str | Path, progress: bool = False) -> dict:
     """Per-image and mean NIQE of a folder: {"images": [{"name", "niqe"}], "mean": {"niqe"}, "metric": "niqe"}.
 
     Images NIQE cannot score (too small, flat) are left out of "images" and listed in
     "failed": [{"name", "error"}] (present only then); the mean is None if none was scored.
-    `only` restricts the folder to these stems; progress shows a tqdm bar.
+    progress shows a tqdm bar.
     """
-    paths = require_images(result_dir)
-    if only is not None:
-        paths = [p for p in paths if p.stem in only]
-    return niqe_report(paths, progress)
+    return niqe_report(require_images(result_dir), progress)
 
 
 def niqe_report(paths: list[Path], progress: bool = False) -> dict:
@@ -222,12 +211,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             report = evaluate_niqe(args.result_dir, progress=True)
         if args.json:
-            text = json.dumps(report, indent=1)
-            atomic_save(args.json, lambda tmp: Path(tmp).write_text(text))
+            write_json_atomic(args.json, report)
     except (ValueError, OSError) as e:
         print(f"evaluate: error: {e}", file=sys.stderr)
         return 2
     print(format_table(report))
+    if unused := report.get("unused_targets"):
+        print(f"{unused} image(s) of --target_dir have no result and were not scored")
     for failure in report.get("failed", []):
         print(f"evaluate: NIQE failed for {failure['name']}: {failure['error']}", file=sys.stderr)
     return 1 if report.get("failed") else 0

@@ -1,4 +1,4 @@
-"""PSNR and SSIM as the NeRD-Rain authors compute them (NERD_RAIN_SPEC.md, "Evaluation ... (MATLAB)").
+"""PSNR and SSIM as the NeRD-Rain authors compute them in MATLAB (docs/architecture.md, "Metrics").
 
 Protocol A (Rain200L/H, Rain100L/H, SPA-Data): Y of MATLAB's rgb2ycbcr rounded to uint8, PSNR with
 peak 255, SSIM of Wang's ssim_index. Protocol B (DID-Data, DDN-Data): Y on doubles, not rounded, PSNR

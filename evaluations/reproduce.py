@@ -8,7 +8,7 @@ python -m evaluations.reproduce --datasets_dir Datasets --output_dir results/tab
 python -m evaluations.reproduce --results_dir R [--datasets_dir Datasets] --output_dir results/table1
     [--models METHOD ...] [--datasets ...]
 
-Each (model, dataset) derains Datasets/<Dataset>/test/input as test.py does (utils/inference.py),
+Each (model, dataset) derains Datasets/<Dataset>/test/input as test.py does (inference/),
 writes the images to OUTPUT_DIR/<Model>/<Dataset>/ and scores them against test/target with the
 dataset's protocol (A: Rain200L/H, SPA-Data; B: DID-Data, DDN-Data) into scores.json there. Weights:
 DIR/<Model>/<Dataset>.pth with --weights_dir, else the released ones by name (models/pretrained.py).
@@ -28,17 +28,19 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from evaluations.evaluate import evaluate_pairs, pair_files
+from evaluations.evaluate import evaluate_pairs
 from evaluations.metrics import resolve_protocol
 from evaluations.table1 import paper_scores, paper_table
+from inference.folder import FolderRun
+from inference.network import BATCH_WINDOWS, WINDOW, NetworkError, deraining_device, load_network
+from inference.tiling import check_batch_windows, check_window
 from models import MODELS
 from models.pretrained import DownloadError, fetch, find
-from models.weights import describe, model_from_checkpoint, network_options
-from utils.device import inference_device, reuse_freed_cpu_memory, slow_amp_note
-from utils.image_io import atomic_save, list_images
-from utils.inference import BATCH_WINDOWS, WINDOW, FolderRun, device_name, prepare_for_inference
+from utils.device import device_name
+from utils.files import write_json_atomic, write_text_atomic
+from utils.image_io import list_images
+from utils.pairing import pair_files
 from utils.signals import sigterm_as_interrupt
-from utils.tiling import check_batch_windows, check_window
 
 DATASETS: list[str] = paper_table()["datasets"]
 NETWORKS = [size.name for size in MODELS.values()]  # NeRD-Rain, NeRD-Rain-S: the paper's order
@@ -125,15 +127,11 @@ def check_layout(datasets_dir: Path, dataset: str, need_inputs: bool) -> None:
 
 
 def select_device(name: str, amp: bool) -> torch.device:
-    """--device as test.py resolves it (no TF32 on CUDA without --amp), set up for deraining."""
+    """--device as test.py resolves it (inference.network.deraining_device), before any pair runs."""
     try:
-        device = inference_device(name, amp)
-    except ValueError as err:
+        return deraining_device(name, amp)
+    except NetworkError as err:
         raise UsageError(str(err)) from None
-    if note := slow_amp_note(device, amp):
-        print(note, file=sys.stderr)
-    reuse_freed_cpu_memory(device)
-    return device
 
 
 def paired_results(folder: Path) -> list[tuple[Path, Path]] | None:
@@ -150,14 +148,6 @@ def paired_results(folder: Path) -> list[tuple[Path, Path]] | None:
     return [(sides["DR"][n], sides["GT"][n]) for n in sorted(sides["DR"])]
 
 
-def pair_by_name_or_order(files: list[Path], targets: list[Path], sides: tuple[str, str]) -> tuple[list, str]:
-    """(pairs, how): by name where every name pairs, else by sorted order as the authors' scripts do."""
-    try:
-        return pair_files(files, targets, sides=sides), "by name"
-    except ValueError:
-        return pair_files(files, targets, by_order=True, sides=sides), "by sorted order"
-
-
 def new_row(model: str, dataset: str) -> dict:
     paper = paper_scores(model, dataset) or (None, None)
     return {"model": model, "dataset": dataset, "protocol": resolve_protocol(dataset), "images": 0, "psnr": None,
@@ -168,7 +158,7 @@ def scored_row(row: dict, pairs: list[tuple[Path, Path]], pairing: str, scores_f
     """The row with the mean PSNR/SSIM of `pairs` (evaluations.evaluate), written to `scores_file` too."""
     report = evaluate_pairs(pairs, row["dataset"], progress=True)
     report |= {"pairing": pairing, **{key: row[key] for key in ("network", "weights") if key in row}}
-    atomic_save(scores_file, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1)))
+    write_json_atomic(scores_file, report)
     return scores_row(row, report)
 
 
@@ -203,15 +193,17 @@ def weights_file(args: argparse.Namespace, model: str, dataset: str) -> Path:
 
 
 def run_network(args: argparse.Namespace, device: torch.device, model: str, dataset: str,
-                known: dict[str, str]) -> dict:
+                known: dict[str, str], shown_notes: set[str]) -> dict:
     """Derains one test set as test.py does (skipping images already written), then scores it. `known`:
-    the network and weights an earlier run recorded, kept when only the scores are redone."""
+    the network and weights an earlier run recorded, kept when only the scores are redone; `shown_notes`:
+    the networks' notes printed so far (each is printed once)."""
     row = {**new_row(model, dataset), **known}
     test = args.datasets_dir / dataset / "test"
     if not test.parent.is_dir():
         return {**row, "status": f"skipped: no dataset {test.parent}"}
-    pairs, pairing = pair_by_name_or_order(list_images(test / "input"), list_images(test / "target"),
-                                           ("test/input", "test/target"))
+    # by name where every name pairs, else by sorted order as the authors' scripts do
+    pairs, pairing, _ = pair_files(list_images(test / "input"), list_images(test / "target"), "either",
+                                   ("test/input", "test/target"))
     out = args.output_dir / model / dataset
     results = [(out / f"{inp.stem}.png", target) for inp, target in pairs]
     if report := reused_scores(out / "scores.json", [res for res, _ in results]):
@@ -221,13 +213,17 @@ def run_network(args: argparse.Namespace, device: torch.device, model: str, data
             weights = weights_file(args, model, dataset)
         except (FileNotFoundError, DownloadError) as err:
             return {**row, "status": f"skipped: {err}"}
-        network = prepare_for_inference(model_from_checkpoint(weights), device, args.channels_last, args.compile)
-        row["network"] = describe(network_options(network))
+        network = load_network(weights, device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
+                               window=args.win_size)
+        for note in set(network.notes) - shown_notes:
+            print(note, file=sys.stderr)
+        shown_notes.update(network.notes)
+        row["network"] = network.description
         row["weights"] = str(weights)
-        print(f"{model} on {dataset}: {row['network']} from {weights}, windows of {args.win_size}, "
+        print(f"{model} on {dataset}: {row['network']} from {weights}, windows of {network.window}, "
               f"on {device_name(device)}")
         out.mkdir(parents=True, exist_ok=True)
-        run = FolderRun(network, out, args.win_size, args.batch_windows or None, args.amp)
+        run = FolderRun(network.network, out, network.window, args.batch_windows or None, args.amp)
         for inp, _ in tqdm(pairs, desc="deraining", unit="img"):
             run.process(inp)
         print(run.report(device))
@@ -249,7 +245,7 @@ def score_results(args: argparse.Namespace, method: str, dataset: str) -> dict:
     target = args.datasets_dir / dataset / "test" / "target" if args.datasets_dir else None
     if target is None or not target.is_dir():
         return {**row, "status": f"skipped: no targets (give --datasets_dir with {dataset}/test/target)"}
-    pairs, pairing = pair_by_name_or_order(list_images(folder), list_images(target), (str(folder), str(target)))
+    pairs, pairing, _ = pair_files(list_images(folder), list_images(target), "either", (str(folder), str(target)))
     return scored_row(row, pairs, pairing, scores_file)
 
 
@@ -292,8 +288,8 @@ def write_table(output_dir: Path, rows: list[dict]) -> str:
     """table1.json and table1.md, each written atomically; returns the Markdown."""
     output_dir.mkdir(parents=True, exist_ok=True)
     text = markdown(rows)
-    atomic_save(output_dir / "table1.json", lambda tmp: Path(tmp).write_text(json.dumps({"rows": rows}, indent=1)))
-    atomic_save(output_dir / "table1.md", lambda tmp: Path(tmp).write_text(text + "\n"))
+    write_json_atomic(output_dir / "table1.json", {"rows": rows})
+    write_text_atomic(output_dir / "table1.md", text + "\n")
     return text
 
 
@@ -308,12 +304,13 @@ def main(argv: list[str] | None = None) -> int:
         with sigterm_as_interrupt():
             check_arguments(args)
             device = None if args.results_dir is not None else select_device(args.device, args.amp)
-            known = earlier_networks(args.output_dir / "table1.json")
+            known, shown_notes = earlier_networks(args.output_dir / "table1.json"), set()
             for model in args.models:
                 for dataset in args.datasets:
                     try:
                         row = (score_results(args, model, dataset) if device is None
-                               else run_network(args, device, model, dataset, known.get((model, dataset), {})))
+                               else run_network(args, device, model, dataset, known.get((model, dataset), {}),
+                                                shown_notes))
                     except (ValueError, OSError) as err:
                         row = {**new_row(model, dataset), "status": f"failed: {err}"}
                     rows.append(row)

@@ -1,7 +1,7 @@
 """The paper's Table 1 (PSNR/SSIM of each method on the five test sets), shipped as table1.json.
 
-table1.json is ../shared/paper/table1.json, transcribed from the authors' table image; its "source"
-entry says from where. It is the only place the published numbers live.
+table1.json is transcribed from the authors' table image; its "source" entry says from where. It is the
+only place the published numbers live.
 """
 import json
 from functools import cache

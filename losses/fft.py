@@ -4,7 +4,7 @@ from torch import nn
 
 
 class FFTLoss(nn.Module):
-    """Mean complex modulus of the 2-D FFT difference over the last two dims (the golden terms use the
+    """Mean complex modulus of the 2-D FFT difference over the last two dims (the authors' loss terms use the
     modulus, not the mean of |real| and |imag| parts)."""
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

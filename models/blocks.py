@@ -5,7 +5,12 @@ from torch import nn
 
 
 class LayerNorm(nn.Module):
-    """LayerNorm over the channels of a (B, C, H, W) map; 'WithBias' or 'BiasFree' (Restormer)."""
+    """LayerNorm over the channels of a (B, C, H, W) map, per pixel (Restormer's two kinds).
+
+    Args:
+        dim: channels.
+        layernorm_type: 'WithBias' (centred, with a bias) or 'BiasFree' (scaled by 1/std only).
+    """
 
     def __init__(self, dim: int, layernorm_type: str = "WithBias"):
         super().__init__()
@@ -36,7 +41,12 @@ class _ChannelNorm(nn.Module):
 
 
 class DepthwiseConv(nn.Module):
-    """3x3 depthwise conv (kept in a Sequential for the authors' key names, `.main.0.`)."""
+    """3x3 depthwise conv (kept in a Sequential for the authors' key names, `.main.0.`).
+
+    Args:
+        dim: channels.
+        bias: whether the conv has a bias.
+    """
 
     def __init__(self, dim: int, bias: bool):
         super().__init__()
@@ -47,7 +57,18 @@ class DepthwiseConv(nn.Module):
 
 
 class Attention(nn.Module):
-    """Restormer's transposed (channel) self-attention."""
+    """Restormer's transposed self-attention: attention between channels, not pixels.
+
+    For each head with d = dim / heads channels, q, k and v are (d, H*W) matrices from a 1x1 then a 3x3
+    depthwise conv of the input; with q^ and k^ their rows L2-normalised over the pixels and t the head's
+    learned temperature, the head computes `softmax(t * q^ k^T) v` (a d x d attention), and a 1x1 conv
+    mixes the heads' outputs (docs/architecture.md, "Building blocks").
+
+    Args:
+        dim: channels, divisible by `heads`.
+        heads: attention heads.
+        bias: whether the convs have biases.
+    """
 
     def __init__(self, dim: int, heads: int, bias: bool):
         super().__init__()
@@ -64,11 +85,12 @@ class Attention(nn.Module):
         # (pixels, channels) matrices; views, not copies, when qkv is channels_last (LayerNorm leaves it so).
         qkv = qkv.permute(0, 2, 3, 1).reshape(b, h * w, 3 * c)
         q, k, v = qkv.split(c, dim=-1)
-        # The authors' F.normalize of q and k over the pixels, applied to their product instead: the
-        # same numbers without two passes over q and k. The norms come from the same view as q and k, so
-        # training's gradient reaches qkv_dwconv channels_last; a sum of squares is faster than
-        # vector_norm over this dim and closer to the authors' norms (bench/RESULTS.md). The clamp
-        # before the root is F.normalize's 1e-12 on the norm, and gives all-zero q or k a zero gradient.
+        # q^ k^T computed as (q k^T) / (|q| |k|^T): normalising the product rather than q and k gives the
+        # same numbers without two passes over them (the authors normalise first, with F.normalize). The
+        # norms come from the same view as q and k, so training's gradient reaches qkv_dwconv
+        # channels_last; a sum of squares is faster than vector_norm over this dim and closer to the
+        # authors' norms (bench/RESULTS.md). The clamp before the root is F.normalize's 1e-12 on the norm,
+        # and gives all-zero q or k a zero gradient.
         norms = qkv[..., :2 * c].square().sum(1).clamp_min(1e-24).sqrt()
         q_norm, k_norm = norms.split(c, dim=1)
         logits = (q.transpose(1, 2) @ k) / (q_norm[:, :, None] * k_norm[:, None, :])
@@ -82,16 +104,22 @@ class Attention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """Gated-GELU feed-forward with a depthwise conv.
+    """Gated-GELU feed-forward with a depthwise conv: `project_out(gelu(x1) * x2)`, where x1 and x2 are
+    the two halves of `dwconv(project_in(x))`.
 
     The authors chunk one dwconv(project_in(x)) into x1 and x2; computing the two halves apart (same
     weights, same numbers) gives x1 a tensor of its own, on which GELU runs much faster on the CPU than
     on a channel slice of a channels_last map.
+
+    Args:
+        dim: channels in and out.
+        ffn_expansion_factor: hidden channels, as a multiple of `dim` (rounded down).
+        bias: whether the convs have biases.
     """
 
-    def __init__(self, dim: int, expansion: float, bias: bool):
+    def __init__(self, dim: int, ffn_expansion_factor: float, bias: bool):
         super().__init__()
-        hidden = int(dim * expansion)
+        hidden = int(dim * ffn_expansion_factor)
         self.project_in = nn.Conv2d(dim, hidden * 2, 1, bias=bias)
         self.dwconv = DepthwiseConv(hidden * 2, bias)
         self.project_out = nn.Conv2d(hidden, dim, 1, bias=bias)
@@ -120,28 +148,41 @@ def _output_halves(conv: nn.Conv2d) -> list[tuple[torch.Tensor, torch.Tensor | N
 
 
 class TransformerBlock(nn.Module):
-    """Pre-norm residual attention + feed-forward."""
+    """Pre-norm residual attention + feed-forward: `x + attn(norm1(x))`, then `x + ffn(norm2(x))`.
 
-    def __init__(self, dim: int, heads: int, expansion: float, bias: bool, layernorm_type: str):
+    Args:
+        dim: channels.
+        heads: attention heads.
+        ffn_expansion_factor: the feed-forward's hidden width, as a multiple of `dim`.
+        bias: whether the convs have biases.
+        layernorm_type: 'WithBias' or 'BiasFree'.
+    """
+
+    def __init__(self, dim: int, heads: int, ffn_expansion_factor: float, bias: bool, layernorm_type: str):
         super().__init__()
         self.norm1 = LayerNorm(dim, layernorm_type)
         self.attn = Attention(dim, heads, bias)
         self.norm2 = LayerNorm(dim, layernorm_type)
-        self.ffn = FeedForward(dim, expansion, bias)
+        self.ffn = FeedForward(dim, ffn_expansion_factor, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
         return x + self.ffn(self.norm2(x))
 
 
-def transformer_level(dim: int, blocks: int, heads: int, expansion: float, bias: bool,
+def transformer_level(dim: int, blocks: int, heads: int, ffn_expansion_factor: float, bias: bool,
                       layernorm_type: str) -> nn.Sequential:
-    """`blocks` TransformerBlocks in sequence."""
-    return nn.Sequential(*[TransformerBlock(dim, heads, expansion, bias, layernorm_type) for _ in range(blocks)])
+    """`blocks` TransformerBlocks in sequence (the authors' key names: `.0.`, `.1.`, ...)."""
+    return nn.Sequential(*[TransformerBlock(dim, heads, ffn_expansion_factor, bias, layernorm_type)
+                           for _ in range(blocks)])
 
 
 class Downsample(nn.Module):
-    """3x3 conv to n/2 channels, then PixelUnshuffle(2): n -> 2n channels, half size."""
+    """3x3 conv to n/2 channels, then PixelUnshuffle(2): n -> 2n channels, half size.
+
+    Args:
+        n: input channels (even).
+    """
 
     def __init__(self, n: int):
         super().__init__()
@@ -152,7 +193,11 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    """3x3 conv to 2n channels, then PixelShuffle(2): n -> n/2 channels, double size."""
+    """3x3 conv to 2n channels, then PixelShuffle(2): n -> n/2 channels, double size.
+
+    Args:
+        n: input channels (even).
+    """
 
     def __init__(self, n: int):
         super().__init__()
@@ -163,7 +208,15 @@ class Upsample(nn.Module):
 
 
 class Fusion(nn.Module):
-    """Bidirectional feature propagation unit (the paper's BFPU): gated mix of two feature maps."""
+    """Bidirectional feature propagation unit (the paper's BFPU): a gated mix of two feature maps.
+
+    With `a = sigmoid(query_conv(x) * key_conv(y))`, `ax = x * a` and `ay = y * a`, two 3x3 convs weigh
+    each map against its gated self: `gx = gamma1([x, ax])`, `x' = x * gx_0 + ax * gx_1` (likewise y'
+    with gamma2); the result is `x' + y'`.
+
+    Args:
+        dim: channels of both maps (the convs have biases, as the authors').
+    """
 
     def __init__(self, dim: int):
         super().__init__()

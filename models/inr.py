@@ -17,7 +17,13 @@ def _cell_extent(size: int, dtype: torch.dtype) -> float:
 
 
 class MLP(nn.Module):
-    """Linear-ReLU stack; `layers` keeps the authors' key names (imnet.layers.0/2/4/6)."""
+    """Linear-ReLU stack; `layers` keeps the authors' key names (imnet.layers.0/2/4/6).
+
+    Args:
+        in_dim: input features.
+        out_dim: output features.
+        hidden: widths of the hidden layers, each followed by a ReLU.
+    """
 
     def __init__(self, in_dim: int, out_dim: int, hidden: tuple[int, ...] = (256, 256, 256)):
         super().__init__()
@@ -37,6 +43,11 @@ class INR(nn.Module):
     weight 1/4, and the cell inputs are constants. What remains is an MLP on the unfolded 3x3
     features, i.e. a 3x3 convolution (the first layer's weights reshaped) followed by per-pixel
     linear layers. Same weights, same numbers, a quarter of the compute and no unfold buffer.
+
+    Args:
+        dim: channels C of the feature map; the MLP takes 9C + pe_dims + 2 inputs.
+        out_dim: output channels (RGB).
+        pe_dims: the positional-encoding inputs of the authors' query (zero here, see above).
     """
 
     def __init__(self, dim: int, out_dim: int = 3, pe_dims: int = 18):

@@ -28,7 +28,7 @@ from . import MODELS, build_model, model_name
 from .key_map import to_authors_keys
 from .weights import authors_state, infer_network_options, network_state
 
-RELEASES = Path(__file__).with_name("pretrained.json")  # ../shared/paper/weights.json, shipped
+RELEASES = Path(__file__).with_name("pretrained.json")  # the links of the authors' README
 DRIVE_URL = "https://drive.google.com/uc?id={}"
 DOWNLOAD_URL = DRIVE_URL  # what gdown fetches; tests point it at a local server
 HOME_VARIABLE = "NERD_RAIN_HOME"

@@ -8,7 +8,6 @@ Playwright's own browser download is never used. Without any of them these tests
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import socket
@@ -23,11 +22,8 @@ from urllib.parse import urlparse
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from evaluations.metrics import psnr_ssim
-from models import build_model
-from models.weights import save_network
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -35,10 +31,6 @@ except ImportError:  # the browser fixture fails and says how to install it
     sync_playwright = None
 
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("derain_cli", REPO / "test.py")  # not the stdlib's test
-cli = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cli)
-TINY = {"type": "NeRDRain", "dim": 8, "num_blocks": [1, 1, 1], "heads": [1, 1, 2]}
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 # As root in a container: no sandbox; no GPU; none of Chromium's own calls home
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -74,25 +66,26 @@ def decode_rgb(data: bytes) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory, shared_dir) -> dict[str, Path]:
+def files(tmp_path_factory, fixtures, tiny_weights) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("inputs")
-    torch.manual_seed(0)
-    save_network(d / "tiny.pth", build_model(TINY), epoch=1)
     (d / "broken.pth").write_text("not a checkpoint")
     (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 64)
-    rainy = shared_dir / "datasets" / "Rain100H" / "input" / "norain-1.png"
+    rainy = fixtures / "rain100h" / "input" / "norain-1.png"  # 400x300: 4 windows of 256
     small = d / "small.png"  # one window: the cheapest good image
     assert cv2.imwrite(str(small), cv2.imread(str(rainy.with_name("norain-2.png")))[:90, :120])
     assert cv2.imwrite(str(d / "huge.png"), np.zeros((4097, 4096, 3), np.uint8))  # over 4096x4096, 50 KB
     return {"rainy": rainy, "small": small, "broken": d / "broken.png", "huge": d / "huge.png",
-            "weights": d / "tiny.pth", "bad_weights": d / "broken.pth"}
+            "weights": tiny_weights, "bad_weights": d / "broken.pth"}
 
 
-def written_by_test_py(image: Path, weights: Path, out_dir: Path) -> np.ndarray:
-    """What test.py writes for `image` with its default options."""
-    assert cli.main(["--input", str(image), "--output_dir", str(out_dir), "--weights", str(weights),
-                     "--device", "cpu"]) == 0
-    return decode_rgb((out_dir / f"{image.stem}.png").read_bytes())
+@pytest.fixture(scope="module")
+def written_by_test_py(test_py):
+    """written(image, weights, out_dir): what test.py writes for `image` with its default options."""
+    def written(image: Path, weights: Path, out_dir: Path) -> np.ndarray:
+        assert test_py.main(["--input", str(image), "--output_dir", str(out_dir), "--weights", str(weights),
+                             "--device", "cpu"]) == 0
+        return decode_rgb((out_dir / f"{image.stem}.png").read_bytes())
+    return written
 
 
 def free_port() -> int:
@@ -214,7 +207,7 @@ class Tab:
                 and urlparse(url).hostname not in ("127.0.0.1", "localhost")] == []
 
 
-def test_result_is_test_py_output_and_jobs_queue(server, browser, files, tmp_path):
+def test_result_is_test_py_output_and_jobs_queue(server, browser, files, tmp_path, written_by_test_py):
     url = server.ready()  # first: torch in two processes at once, on two busy cores, is many times slower
     expected = written_by_test_py(files["rainy"], files["weights"], tmp_path / "test_py")
     first, second = Tab(browser, url), Tab(browser, url)
@@ -232,7 +225,7 @@ def test_result_is_test_py_output_and_jobs_queue(server, browser, files, tmp_pat
         assert png.startswith(b"\x89PNG\r\n\x1a\n")
         np.testing.assert_array_equal(decode_rgb(png), expected)
         expect(first.page.locator("#compare img")).to_have_count(2)  # the before/after slider
-        expect(first.page.locator("#summary")).to_contain_text("481x321")
+        expect(first.page.locator("#summary")).to_contain_text("400x300")
         with first.page.expect_download() as download:
             first.page.locator("#download").click()
         assert download.value.suggested_filename == "norain-1_derained.png"

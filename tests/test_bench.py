@@ -29,10 +29,10 @@ def test_authors_baseline_gives_golden_outputs(golden):
         assert (ours - theirs).abs().max().item() < 1e-5
 
 
-def test_speed_benchmark_prints_rows(shared_dir, tmp_path):
+def test_speed_benchmark_prints_rows(golden_weights, tmp_path):
     out = tmp_path / "rows.json"
     cmd = [sys.executable, "-m", "bench.speed", "--what", "train", "--device", "cpu", "--size", "32",
-           "--weights", str(shared_dir / "golden" / "parity.pt"), "--channels_last",
+           "--weights", str(golden_weights), "--channels_last",
            "--warmup", "0", "--repeats", "1", "--json", str(out)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

@@ -3,11 +3,13 @@ import pickle
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import train
 from utils.checkpoint import read_checkpoint
+from utils.image_io import write_png_atomic
 
 DRIVE_PAGE = b"<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head><body></body></html>"
 
@@ -47,12 +49,11 @@ def test_not_a_checkpoint_says_what_the_file_is(tmp_path, kind, says):
     assert "weights_only=False will likely succeed" not in str(err.value)
 
 
-def test_test_py_and_resume_give_the_message(tmp_path, capsys):
-    from test_test_script import cli, make_inputs
-
+def test_test_py_and_resume_give_the_message(tmp_path, capsys, test_py):
     html = make(tmp_path, "html")
-    make_inputs(tmp_path / "in", {"a": (32, 32)})
-    assert cli.main(["--input_dir", str(tmp_path / "in"), "--output_dir", str(tmp_path / "out"),
+    (tmp_path / "in").mkdir()
+    write_png_atomic(tmp_path / "in" / "a.png", np.zeros((32, 32, 3), np.uint8))
+    assert test_py.main(["--input_dir", str(tmp_path / "in"), "--output_dir", str(tmp_path / "out"),
                      "--weights", str(html), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert f"cannot read checkpoint {html}: the file is an HTML page" in err and "Traceback" not in err

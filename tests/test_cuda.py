@@ -4,8 +4,9 @@ import torch
 
 from losses import MultiScaleLoss
 from models import build_model
+from models.nerd_rain import NeRDRainOutputs
 from models.weights import infer_network_options, load_weights
-from utils.cuda_graph import CudaGraphed
+from training.cuda_graph import CudaGraphed
 from utils.device import autocast, set_tf32
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -27,7 +28,8 @@ def training_grads(golden: dict, graph: bool, amp: bool, steps: int = 3) -> list
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, amp):
             outputs = forward(x)
-        loss_fn([o.float() for o in outputs], target)[0].backward()
+        assert isinstance(outputs, NeRDRainOutputs)  # make_graphed_callables gives the NamedTuple back
+        loss_fn(type(outputs)(*(o.float() for o in outputs)), target)[0].backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
         optimizer.step()
     return grads

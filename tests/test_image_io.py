@@ -1,12 +1,11 @@
-"""Reading odd image files, atomic writes, listing and pairing."""
+"""Reading odd image files, writing PNGs atomically, listing the images of a folder."""
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from utils.image_io import (ImageReadError, atomic_save, list_images, pair_by_order, pair_by_stem, read_rgb8,
-                            write_png_atomic)
+from utils.image_io import ImageReadError, list_images, read_rgb8, write_png_atomic
 
 RNG = np.random.default_rng(0)
 
@@ -93,21 +92,6 @@ def test_write_png_atomic_refuses_to_overwrite(tmp_path: Path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
 
 
-def test_atomic_save_failure_keeps_old_file_and_no_temp(tmp_path: Path):
-    path = tmp_path / "ckpt.pth"
-    path.write_text("old")
-
-    def fail(tmp: str) -> None:
-        Path(tmp).write_text("partial")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError):
-        atomic_save(path, fail)
-    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["ckpt.pth"]
-    atomic_save(path, lambda tmp: Path(tmp).write_text("new"))
-    assert path.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["ckpt.pth"]
-
-
 def test_list_images(tmp_path: Path):
     for name in ["b.PNG", "a.jpeg", "c.tif", "notes.txt", ".a.png.123.tmp", "._d.png"]:
         (tmp_path / name).touch()
@@ -115,23 +99,3 @@ def test_list_images(tmp_path: Path):
     assert [p.name for p in list_images(tmp_path)] == ["a.jpeg", "b.PNG", "c.tif"]
     with pytest.raises(FileNotFoundError, match="missing"):
         list_images(tmp_path / "missing")
-
-
-def test_pair_by_stem():
-    pairs = pair_by_stem([Path("in/2.png"), Path("in/1.png")], [Path("gt/1.jpg"), Path("gt/2.png")])
-    assert pairs == [(Path("in/1.png"), Path("gt/1.jpg")), (Path("in/2.png"), Path("gt/2.png"))]
-
-
-def test_pair_by_stem_names_missing_stems():
-    with pytest.raises(ValueError) as info:
-        pair_by_stem([Path("1.png"), Path("rain_7.png")], [Path("1.png"), Path("clean_7.png")])
-    message = str(info.value)
-    assert "only in input: rain_7" in message and "only in target: clean_7" in message
-    assert "pair_by_order" not in message  # the hint is the caller's: a CLI flag or an option
-
-
-def test_pair_by_order():
-    assert pair_by_order([Path("b.png"), Path("a.png")], [Path("y.png"), Path("x.png")]) == [
-        (Path("a.png"), Path("x.png")), (Path("b.png"), Path("y.png"))]
-    with pytest.raises(ValueError, match="2 files in input but 1 in target"):
-        pair_by_order([Path("a.png"), Path("b.png")], [Path("x.png")])

@@ -1,23 +1,27 @@
-"""The layering: utils/ is the floor, and the lower packages never import the scripts or the higher ones."""
+"""The layering: utils/ is the floor and knows nothing of NeRD-Rain, and the lower packages never import the
+scripts or the higher ones."""
 import ast
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PROJECT = {"models", "losses", "data", "evaluations", "utils", "bench", "train", "test", "app", "webapp"}
+PROJECT = {"models", "losses", "data", "evaluations", "inference", "training", "utils", "bench", "train", "test",
+           "app", "webapp"}
 # What each package may import from the project, besides itself.
 ALLOWED = {
     "utils": set(),
     "models": {"utils"},
     "losses": {"utils"},
     "data": {"utils"},
-    "evaluations": {"utils", "models"},
-    "webapp": {"utils", "models", "evaluations"},  # the web app's layer, beside the scripts
+    "inference": {"utils", "models"},  # the deraining pipeline
+    "evaluations": {"utils", "models", "inference"},  # reproduce.py derains the test sets
+    "training": {"utils", "models", "losses", "data", "evaluations"},  # the training pipeline
+    "webapp": {"utils", "models", "evaluations", "inference"},  # the web app's layer, beside the scripts
 }
 # Optional packages and the only files that may import them: gradio (requirements-app.txt; app.py imports it
 # through the page) and the ONNX packages (requirements-deploy.txt; imported when first used).
-ONNX_USERS = {"models/onnx_model.py", "models/export_onnx.py"}
+ONNX_USERS = {"inference/onnx_runtime.py", "inference/export_onnx.py"}
 OPTIONAL_USERS = {"gradio": {"webapp/page.py"}, "onnx": ONNX_USERS, "onnxscript": ONNX_USERS,
                   "onnxruntime": ONNX_USERS}
 
@@ -52,3 +56,11 @@ def test_optional_packages_are_imported_only_where_allowed(package):
     users = {path.as_posix() for path in sources if not any(part.startswith(".") for part in path.parts)
              and path.parts[0] != "tests" and package in top_level_imports(REPO / path)}
     assert users <= OPTIONAL_USERS[package], users - OPTIONAL_USERS[package]
+
+
+def test_utils_knows_nothing_of_the_network_or_its_pipelines():
+    """utils/ is readable without knowing NeRD-Rain: no name of the network, its methods or its runtimes."""
+    words = ("nerd", "batch_invariant", "reduce_chan", "onnx", "authors", "window")
+    found = {f"{path.name}: {word}" for path in sorted((REPO / "utils").glob("*.py"))
+             for word in words if word in path.read_text().lower()}
+    assert not found, found

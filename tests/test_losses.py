@@ -3,14 +3,20 @@ import pytest
 import torch
 
 from losses import LOSSES, CharbonnierLoss, EdgeLoss, FFTLoss, MultiScaleLoss, build_loss, target_pyramid
+from models.key_map import to_authors_keys
+from models.nerd_rain import NeRDRainOutputs
 
 
 def relative_error(value: torch.Tensor, reference: float) -> float:
     return abs(value.item() - reference) / abs(reference)
 
 
+def golden_outputs(golden: dict) -> NeRDRainOutputs:
+    return NeRDRainOutputs(*golden["outputs"])
+
+
 def test_loss_terms_match_golden(golden):
-    total, terms = MultiScaleLoss()(golden["outputs"], golden["target"])
+    total, terms = MultiScaleLoss()(golden_outputs(golden), golden["target"])
     expected = golden["loss_terms"]
     assert set(terms) == {"char", "fft", "edge", "l1"}
     for name, value in terms.items():
@@ -27,20 +33,9 @@ def test_target_pyramid_matches_golden(golden):
 
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
-def test_gradients_match_golden(golden, channels_last):
+def test_gradients_match_golden(golden, golden_network, channels_last):
     """Also in channels_last, as train.py runs on the CPU."""
-    # Imported here so the other loss tests run while the network is being written.
-    from models import build_model
-    from models.key_map import to_authors_keys
-    from models.weights import load_weights
-
-    cfg = golden["config"]
-    model = build_model({
-        "type": "NeRDRain", "dim": cfg["dim"], "num_blocks": cfg["num_blocks"], "heads": cfg["heads"],
-        "ffn_expansion_factor": cfg["ffn_expansion_factor"], "bias": cfg["bias"],
-        "layernorm_type": cfg["LayerNorm_type"],
-    })
-    load_weights(model, golden["state_dict"])
+    model = golden_network
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()
@@ -81,19 +76,20 @@ def test_laplacian_kills_constants_away_from_the_border():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_terms_follow_input_dtype_and_are_detached(golden, dtype):
-    outputs = [o.to(dtype).clone().requires_grad_() for o in golden["outputs"]]  # keep the fixture intact
+    outputs = NeRDRainOutputs(*(o.to(dtype).clone().requires_grad_() for o in golden["outputs"]))  # fixture intact
     total, terms = MultiScaleLoss()(outputs, golden["target"].to(dtype))
     assert total.dtype == dtype and total.requires_grad
     for value in terms.values():
         assert value.dtype == dtype and not value.requires_grad and value.dim() == 0
     total.backward()
-    assert outputs[4].grad is None and outputs[6].grad is None  # M/2 and X1 carry no loss
-    assert all(outputs[i].grad is not None for i in (0, 1, 2, 3, 5))
+    assert outputs.mid_input_half.grad is None and outputs.input_small.grad is None  # they carry no loss
+    assert all(o.grad is not None for o in (outputs.restored, outputs.restored_mid, outputs.restored_small,
+                                            outputs.inr_mid, outputs.inr_small))
 
 
 def test_weights_scale_the_terms(golden):
     weights = {"char": 0.5, "fft": 2.0, "edge": 3.0, "inr": 0.25}
-    total, terms = MultiScaleLoss(**weights)(golden["outputs"], golden["target"])
+    total, terms = MultiScaleLoss(**weights)(golden_outputs(golden), golden["target"])
     expected = (0.5 * terms["char"] + 2.0 * terms["fft"] + 3.0 * terms["edge"] + 0.25 * terms["l1"])
     torch.testing.assert_close(total, expected)
 

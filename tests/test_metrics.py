@@ -17,15 +17,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def reference(shared_dir: Path) -> list[dict]:
-    return json.loads((shared_dir / "metrics_reference.json").read_text())["records"]
+def reference(fixtures: Path) -> list[dict]:
+    return json.loads((fixtures / "rain200l" / "metrics_reference.json").read_text())["records"]
 
 
-def test_every_reference_record(shared_dir: Path, reference: list[dict]):
-    assert {r["protocol"] for r in reference} == {"A", "B"}
+def test_every_reference_record(fixtures: Path, reference: list[dict]):
+    assert {r["protocol"] for r in reference} == {"A", "B"} and len(reference) == 4
     for r in reference:
-        result, _ = read_rgb8(shared_dir / r["result_image"])
-        target, _ = read_rgb8(shared_dir / r["target_image"])
+        result, _ = read_rgb8(fixtures / r["result_image"])
+        target, _ = read_rgb8(fixtures / r["target_image"])
         psnr, ssim = psnr_ssim(result, target, r["protocol"])
         assert psnr == pytest.approx(r["psnr"], abs=1e-6), r
         assert ssim == pytest.approx(r["ssim"], abs=1e-8), r
@@ -124,16 +124,15 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
-def test_cli_matches_reference(shared_dir: Path, reference: list[dict], tmp_path: Path):
-    split = shared_dir / "samples" / "rain200l" / "test"
+def test_cli_matches_reference(fixtures: Path, reference: list[dict], tmp_path: Path):
+    split = fixtures / "rain200l"
     out = tmp_path / "report.json"
     proc = _cli("--result_dir", str(split / "input"), "--target_dir", str(split / "target"),
                 "--protocol", "Rain200L", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     assert report["protocol"] == "A"
-    expected = {Path(r["result_image"]).name: r for r in reference
-                if r["protocol"] == "A" and r["result_image"].startswith("samples/rain200l/test/")}
+    expected = {Path(r["result_image"]).name: r for r in reference if r["protocol"] == "A"}
     assert [im["name"] for im in report["images"]] == sorted(expected)
     for im in report["images"]:
         assert im["psnr"] == pytest.approx(expected[im["name"]]["psnr"], abs=1e-6)
@@ -143,8 +142,8 @@ def test_cli_matches_reference(shared_dir: Path, reference: list[dict], tmp_path
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
 
 
-def test_cli_missing_stem(shared_dir: Path, tmp_path: Path):
-    target = shared_dir / "samples" / "rain200l" / "test" / "target"  # 1.png, 2.png
+def test_cli_missing_stem(fixtures: Path, tmp_path: Path):
+    target = fixtures / "rain200l" / "target"  # 1.png, 2.png
     res = _folder(tmp_path, "res", {"1": _random_rgb(321, 481, 0), "stray_result": _random_rgb(321, 481, 1)})
     proc = _cli("--result_dir", str(res), "--target_dir", str(target), "--protocol", "A")
     assert proc.returncode == 2

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from models import build_model, model_name, model_options
+from models.nerd_rain import NeRDRainOutputs
 from models.summary import count
 from models.weights import infer_network_options, load_weights, save_network
 from utils.checkpoint import unwrap
@@ -29,8 +30,8 @@ def golden_model(golden):
 def assert_golden_outputs(model, golden):
     with torch.no_grad():
         outputs = model(golden["input"])
-    assert len(outputs) == 7
-    for i, (ours, theirs) in enumerate(zip(outputs, golden["outputs"])):
+    assert isinstance(outputs, NeRDRainOutputs) and len(outputs) == 7
+    for i, (ours, theirs) in enumerate(zip(outputs, golden["outputs"], strict=True)):
         assert ours.shape == theirs.shape, i
         assert (ours - theirs).abs().max().item() < 1e-5, f"output {i}"
 
@@ -74,8 +75,8 @@ def test_unused_reduce_conv_really_is_unused(golden, golden_model):
 
 
 @pytest.mark.parametrize("model_type, name", [("NeRDRain", "nerd_rain"), ("NeRDRainS", "nerd_rain_s")])
-def test_full_config_keys_equal_authors(tmp_path, shared_dir, model_type, name):
-    reference = json.loads((shared_dir / "golden" / f"checkpoint_keys_{name}.json").read_text())
+def test_full_config_keys_equal_authors(tmp_path, fixtures, model_type, name):
+    reference = json.loads((fixtures / "golden" / f"checkpoint_keys_{name}.json").read_text())
     model = build_model({"type": model_type})
     assert sum(p.numel() for p in model.parameters()) == reference["num_params"]
     path = tmp_path / "ckpt.pth"
@@ -124,16 +125,19 @@ def test_wrapped_models_load(golden):
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 48, 80), (1, 3, 112, 32)])
-def test_odd_sizes(shape):
-    model = build_model({"dim": 8, "num_blocks": [1, 1, 1], "heads": [1, 1, 2]}).eval()
+def test_odd_sizes_and_what_each_output_is(shape, tiny_options):
+    model = build_model(tiny_options).eval()
     x = torch.rand(shape)
     with torch.no_grad():
         outputs = model(x)
     b, c, h, w = shape
-    expected = [(h, w), (h // 2, w // 2), (h // 4, w // 4), (h // 2, w // 2), (h // 2, w // 2),
-                (h // 4, w // 4), (h // 4, w // 4)]
-    assert [tuple(o.shape) for o in outputs] == [(b, c, *s) for s in expected]
+    half, quarter = (b, c, h // 2, w // 2), (b, c, h // 4, w // 4)
+    assert {name: tuple(o.shape) for name, o in outputs._asdict().items()} == {
+        "restored": (b, c, h, w), "restored_mid": half, "restored_small": quarter, "inr_mid": half,
+        "mid_input_half": half, "inr_small": quarter, "input_small": quarter}
     assert all(torch.isfinite(o).all() for o in outputs)
+    assert torch.equal(outputs.input_small, x[..., ::4, ::4])  # nearest-neighbour quarter of the input
+    assert outputs[0] is outputs.restored  # the authors' positional use still works
 
 
 def test_cpu_never_touches_cuda(monkeypatch, golden):
@@ -205,12 +209,11 @@ def test_attention_and_feed_forward_compute_the_authors_forward(heads, bias, cha
             torch.testing.assert_close(g_ours, g_theirs, rtol=1e-9, atol=1e-9)
 
 
-def test_batch_invariant_network_gives_each_image_its_own_numbers():
+def test_batch_invariant_network_gives_each_image_its_own_numbers(tiny_options):
     """On the CPU, a batch's last bits otherwise depend on its size (GELU's vector and scalar code).
-    Batches of 2 and 3 here: a batch of one takes other convolution kernels (utils/tiling.py)."""
+    Batches of 2 and 3 here: a batch of one takes other convolution kernels (inference/tiling.py)."""
     torch.manual_seed(0)
-    model = prepare_model(build_model({"dim": 8, "num_blocks": [1, 1, 1], "heads": [1, 1, 2]}).eval(),
-                          torch.device("cpu")).set_batch_invariant()
+    model = prepare_model(build_model(tiny_options).eval(), torch.device("cpu")).set_batch_invariant()
     x = torch.rand(3, 3, 32, 32)
     with torch.no_grad():
         three = model(x)[0]

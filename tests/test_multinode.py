@@ -14,11 +14,10 @@ import pytest
 import torch
 
 import train
-from test_train import TINY_NET, assert_same_weights, broken_copy, dataset, make_options, weights  # noqa: F401
-from data.sampler import GlobalBatchSampler
 from models import build_model
 from models.weights import load_weights
-from utils.distributed import Dist, first_host
+from training.distributed import Dist, first_host
+from training.sampler import GlobalBatchSampler
 from utils.options import REPO_ROOT
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable}
@@ -26,13 +25,13 @@ LAUNCH_TIMEOUT = 300  # seconds for one tiny run of a few processes on two busy 
 
 
 @pytest.fixture(scope="module")
-def four_pairs(dataset, tmp_path_factory) -> Path:
-    """test_train's data with two more training pairs (flipped copies): 2 global batches of 2 per epoch."""
+def four_pairs(train_pairs, tmp_path_factory) -> Path:
+    """train_pairs with two more training pairs (flipped copies): 2 global batches of 2 per epoch."""
     root = tmp_path_factory.mktemp("four")
     for split in ("train", "test"):
         for side in ("input", "target"):
             (root / split / side).mkdir(parents=True)
-            for src in sorted((dataset / split / side).iterdir()):
+            for src in sorted((train_pairs / split / side).iterdir()):
                 img = cv2.imread(str(src))
                 cv2.imwrite(str(root / split / side / src.name), img)
                 if split == "train":
@@ -86,7 +85,7 @@ def finish(*procs: subprocess.Popen, timeout: float = LAUNCH_TIMEOUT) -> list[tu
 
 
 def max_difference(a: Path, b: Path) -> float:
-    wa, wb = weights(a), weights(b)
+    wa, wb = (torch.load(path, weights_only=True)["state_dict"] for path in (a, b))
     assert wa.keys() == wb.keys()
     return max((wa[k].double() - wb[k].double()).abs().max().item() for k in wa)
 
@@ -131,14 +130,14 @@ def test_bad_launch_flags_exit_2(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def layouts(four_pairs, tmp_path_factory) -> dict[str, Path]:
+def layouts(four_pairs, tmp_path_factory, train_options) -> dict[str, Path]:
     """The same training (4 pairs, global batch 2, 3 epochs) as 1 process x 2, 2 processes x 1 (one node),
     2 nodes x 1 process (two train.sh on localhost) and 2 Slurm tasks; their experiment folders and outputs."""
     root = tmp_path_factory.mktemp("layouts")
     names = ("1x2", "2x1", "2nodes", "slurm")
     for name in names:
         (root / name).mkdir()
-    opts = {name: make_options(four_pairs, root / name / "opt.yml", epochs=3, save_every=1) for name in names}
+    opts = {name: train_options(four_pairs, root / name / "opt.yml", epochs=3, save_every=1) for name in names}
     port, slurm_port = str(free_port()), free_port()
     procs = [subprocess.Popen([sys.executable, "train.py", "--opt", str(opts["1x2"]), "--device", "cpu", "--set",
                                "datasets.train.batch_size=2"], cwd=REPO_ROOT, env=ENV, text=True,
@@ -154,17 +153,17 @@ def layouts(four_pairs, tmp_path_factory) -> dict[str, Path]:
     return {name: opt.parent / "exp" for name, opt in opts.items()} | {"out": outs}
 
 
-def test_two_processes_on_one_node(layouts):
+def test_two_processes_on_one_node(layouts, tiny_options):
     out, exp = layouts["out"]["2x1"], layouts["2x1"]
     assert "train.sh: 2 processes with torchrun" in out
     assert "batch size 1 per process x 2 processes = effective batch size 2" in out
     assert ("no CUDA GPU here, so they share the CPU" in out) == (torch.cuda.device_count() == 0)
     assert sorted(p.name for p in exp.iterdir()) == ["metrics.csv", "model_best.pth", "model_epoch_1.pth",
                                                      "model_epoch_2.pth", "model_epoch_3.pth", "model_latest.pth",
-                                                     "options.yml"]
+                                                     "options.yml", "tensorboard"]
     latest = torch.load(exp / "model_latest.pth", weights_only=True)
     assert (latest["epoch"], latest["iteration"]) == (3, 6)  # 4 pairs in global batches of 2
-    load_weights(build_model(TINY_NET), exp / "model_latest.pth")
+    load_weights(build_model(tiny_options), exp / "model_latest.pth")
     assert out.count("val PSNR of the rainy inputs") == 1 and out.count("epoch 3/3 ") == 1  # rank 0 alone
 
 
@@ -194,8 +193,9 @@ def test_one_model_whatever_the_layout(layouts, capsys):
     assert trained > 1e-4  # the weights moved: the agreement means something
 
 
-def test_resume_with_two_processes_is_bit_exact(layouts, four_pairs, tmp_path):
-    opt = make_options(four_pairs, tmp_path / "opt.yml", epochs=3, save_every=1)
+def test_resume_with_two_processes_is_bit_exact(layouts, four_pairs, tmp_path, train_options,
+                                                assert_same_weights):
+    opt = train_options(four_pairs, tmp_path / "opt.yml", epochs=3, save_every=1)
     (code, out), = finish(train_sh(opt, "--gpus", "2", "--resume", str(layouts["2x1"] / "model_epoch_2.pth")))
     assert code == 0, out[-3000:]
     assert "resumed from" in out
@@ -218,10 +218,10 @@ def child_pid(launcher: int, rank: int | None = None, timeout: float = 120) -> i
 
 
 @pytest.mark.parametrize("nodes", [1, 2])
-def test_a_killed_rank_ends_the_job_with_a_message_naming_it(dataset, tmp_path, nodes):
+def test_a_killed_rank_ends_the_job_with_a_message_naming_it(train_pairs, tmp_path, nodes, train_options):
     """Rank 1 of 2 processes on one node, or the process of "node" 1 of 2, is killed after an epoch: every
     torchrun ends within a minute and a half, the victim's with a line that names its rank and the signal."""
-    opt = make_options(dataset, tmp_path / "opt.yml", epochs=10000, val_every=10000, save_every=0)
+    opt = train_options(train_pairs, tmp_path / "opt.yml", epochs=10000, val_every=10000, save_every=0)
     metrics = tmp_path / "exp" / "metrics.csv"
     port = str(free_port())
     procs = ([train_sh(opt, "--gpus", "2")] if nodes == 1 else
@@ -247,11 +247,12 @@ def test_a_killed_rank_ends_the_job_with_a_message_naming_it(dataset, tmp_path, 
 
 
 @pytest.mark.parametrize("check", ["true", "false"])
-def test_bad_data_on_one_rank_ends_the_job_with_its_message(dataset, tmp_path, check):
+def test_bad_data_on_one_rank_ends_the_job_with_its_message(train_pairs, tmp_path, check, train_options,
+                                                           broken_train_pairs):
     """With the start-up check, rank 0 finds the bad pairs while rank 1 waits for it; without, the rank that
     reads the bad image mid-epoch stops. Either way the job ends at once and the message names the rank."""
-    opt = make_options(dataset, tmp_path / "opt.yml", epochs=2)
-    broken = broken_copy(dataset, tmp_path)
+    opt = train_options(train_pairs, tmp_path / "opt.yml", epochs=2)
+    broken = broken_train_pairs
     (broken / "target" / "img3.png").write_bytes((broken / "target" / "img0.png").read_bytes())  # only img2 is bad
     (code, out), = finish(train_sh(opt, "--gpus", "2", "--set", f"datasets.train.dir={broken}",
                                    f"datasets.train.check={check}"), timeout=180)

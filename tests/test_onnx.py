@@ -1,5 +1,5 @@
-"""ONNX export (models/export_onnx.py) and test.py on ONNX Runtime (models/onnx_model.py): parity with the
-golden outputs and PyTorch, the same PNGs as the checkpoint gives, and the errors."""
+"""ONNX export (inference/export_onnx.py) and test.py on ONNX Runtime (inference/onnx_runtime.py): parity with
+the golden outputs and PyTorch, the same PNGs as the checkpoint gives, and the errors."""
 import shutil
 import subprocess
 import sys
@@ -9,19 +9,20 @@ import numpy as np
 import pytest
 import torch
 
-from models import export_onnx
-from models.onnx_model import OnnxNetwork
+from inference import export_onnx
+from inference.onnx_runtime import OnnxNetwork
+from inference.tiling import tiled_forward
+from models.nerd_rain import NeRDRainOutputs
 from models.weights import infer_network_options, model_from_checkpoint
-from test_test_script import REPO, cli  # test.py, loaded by path
 from utils.image_io import list_images, read_rgb8, write_png_atomic
-from utils.tiling import tiled_forward
 
+REPO = Path(__file__).resolve().parents[1]
 WINDOW = 64  # the golden tiled output's window
 
 
-@pytest.fixture(scope="session")
-def golden_weights(shared_dir: Path) -> Path:
-    return shared_dir / "golden" / "parity.pt"
+@pytest.fixture
+def cli(test_py):
+    return test_py
 
 
 @pytest.fixture(scope="session")
@@ -45,21 +46,21 @@ def test_onnx_runtime_matches_the_golden_tiled_output_and_pytorch(exported, gold
     with torch.no_grad():
         expected = model_from_checkpoint(golden_weights).eval()(batch)
     got = network(batch)
-    assert len(got) == 7
+    assert isinstance(got, NeRDRainOutputs)
     for e, g in zip(expected, got, strict=True):
         assert g.shape == e.shape and (g - e).abs().max().item() <= 1e-5
 
 
-def rain100h_crops(shared_dir: Path, folder: Path) -> None:
+def rain100h_crops(fixtures: Path, folder: Path) -> None:
     """Three Rain100H inputs cropped: 100x150 (6 windows of 64), 70x90 (4), 40x50 (smaller than a window)."""
     folder.mkdir()
-    inputs = list_images(shared_dir / "datasets" / "Rain100H" / "input")[:3]
+    inputs = list_images(fixtures / "rain100h" / "input")[:3]
     for path, (height, width) in zip(inputs, [(100, 150), (70, 90), (40, 50)], strict=True):
         write_png_atomic(folder / f"{path.stem}.png", read_rgb8(path)[0][:height, :width])
 
 
-def test_test_py_gives_the_checkpoints_pngs(tmp_path, exported, golden_weights, shared_dir, capsys):
-    rain100h_crops(shared_dir, tmp_path / "in")
+def test_test_py_gives_the_checkpoints_pngs(tmp_path, exported, golden_weights, fixtures, capsys, cli):
+    rain100h_crops(fixtures, tmp_path / "in")
     common = ["--input_dir", str(tmp_path / "in"), "--device", "cpu"]
     assert cli.main([*common, "--output_dir", str(tmp_path / "pth"), "--weights", str(golden_weights),
                      "--win_size", str(WINDOW)]) == 0
@@ -80,7 +81,7 @@ def test_test_py_gives_the_checkpoints_pngs(tmp_path, exported, golden_weights, 
     (["--win_size", "32"], "--win_size 32 does not match"),
     (["--amp", "--channels_last"], "--amp, --channels_last apply to PyTorch checkpoints"),
 ])
-def test_options_that_do_not_fit_the_onnx_model_are_usage_errors(tmp_path, exported, capsys, extra, expected):
+def test_options_that_do_not_fit_the_onnx_model_are_usage_errors(tmp_path, exported, capsys, extra, expected, cli):
     write_png_atomic(tmp_path / "a.png", np.zeros((20, 20, 3), np.uint8))
     assert cli.main(["--input_dir", str(tmp_path / "a.png"), "--output_dir", str(tmp_path / "out"),
                      "--weights", str(exported), "--device", "cpu", *extra]) == 2
@@ -89,7 +90,7 @@ def test_options_that_do_not_fit_the_onnx_model_are_usage_errors(tmp_path, expor
     assert not (tmp_path / "out").exists()
 
 
-def test_missing_packages_name_the_install_command(tmp_path, exported, golden_weights, monkeypatch, capsys):
+def test_missing_packages_name_the_install_command(tmp_path, exported, golden_weights, monkeypatch, capsys, cli):
     write_png_atomic(tmp_path / "a.png", np.zeros((20, 20, 3), np.uint8))
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
     assert cli.main(["--input_dir", str(tmp_path / "a.png"), "--output_dir", str(tmp_path / "out"),
@@ -118,7 +119,8 @@ def test_a_failed_check_writes_nothing(tmp_path, exported, golden_weights, monke
 
 
 def test_onnx_packages_are_imported_only_when_used():
-    code = ("import sys, models.export_onnx, models.onnx_model, webapp.jobs, evaluations.evaluate; "
+    code = ("import sys, inference.export_onnx, inference.onnx_runtime, inference.network, webapp.jobs, "
+            "evaluations.evaluate; "
             "print(sorted(m for m in ('onnx', 'onnxscript', 'onnxruntime') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -8,7 +8,8 @@ import torch
 import yaml
 
 from models import build_model
-from utils.options import DEFAULTS, REPO_ROOT, OptionsError, load_options, resolve_path, save_options
+from training.options import DEFAULTS, load_options
+from utils.options import REPO_ROOT, OptionsError, resolve_path, save_options
 
 OPTION_FILES = sorted(p for p in (REPO_ROOT / "options").glob("*.yml") if p.name != "defaults.yml")
 RECIPES = [p for p in OPTION_FILES if not p.name.startswith(("tiny", "demo"))]
@@ -56,14 +57,14 @@ def test_every_dataset_and_size_has_a_file():
 
 
 @pytest.mark.parametrize("path", OPTION_FILES, ids=lambda p: p.name)
-def test_option_files_load_and_build(path, shared_dir):
+def test_option_files_load_and_build(path, fixtures):
     opt = load_options(path)
     with torch.device("meta"):
         model = build_model(opt["network"])
     if path in RECIPES:
         small = path.stem.endswith("_s")
         assert opt["network"]["type"] == ("NeRDRainS" if small else "NeRDRain")
-        golden = shared_dir / "golden" / f"checkpoint_keys_nerd_rain{'_s' if small else ''}.json"
+        golden = fixtures / "golden" / f"checkpoint_keys_nerd_rain{'_s' if small else ''}.json"
         keys = json.loads(golden.read_text())
         assert sum(p.numel() for p in model.parameters()) == keys["num_params"]
         assert opt["paths"]["experiment"] == f"experiments/{path.stem}"
@@ -72,9 +73,9 @@ def test_option_files_load_and_build(path, shared_dir):
         assert opt["datasets"]["val"]["dir"] == f"Datasets/{dataset}/test"
     elif path.name == "demo.yml":  # demo.sh makes its synthetic data there
         assert [opt["datasets"][s]["dir"] for s in ("train", "val")] == ["demo/data/train", "demo/data/test"]
-    else:  # tiny configs read the shared sample data, relative to the repository root
-        for split in ("train", "val"):
-            assert opt["datasets"][split]["dir"].startswith("../shared/")
+    else:  # the tiny config reads a small Rain200H sample in Datasets/
+        assert [opt["datasets"][s]["dir"] for s in ("train", "val")] == ["Datasets/Rain200H_small/train",
+                                                                          "Datasets/Rain200H_small/test"]
 
 
 def test_file_overrides_defaults_and_keeps_the_rest(tmp_path):
@@ -132,7 +133,13 @@ def test_open_sections_take_the_class_arguments_and_need_a_type_name():
     ("train.schedule=step", r"train\.schedule = 'step' must be 'epoch'"),
     ("train.amp=1", r"train\.amp = 1 must be true or false"),
     ("train.epochs=10.5", r"train\.epochs = 10\.5 must be an integer"),
-    ("train.lr=fast", r"train\.lr = 'fast' must be a number"),
+    ("train.lr=fast", r"train\.lr = 'fast' must be a finite number"),
+    ("train.lr=.inf", r"train\.lr = inf must be a finite number"),
+    ("train.eta_min=.nan", r"train\.eta_min = nan must be a finite number"),
+    ("train.lr=-inf", r"train\.lr = '-inf' must be a finite number"),
+    ("train.loss.fft=.nan", r"train\.loss\.fft = nan must be a finite number"),
+    ("network.ffn_expansion_factor=.inf", r"network\.ffn_expansion_factor = inf must be a finite number"),
+    ("train.betas=[0.9, .nan]", r"train\.betas = \[0\.9, nan\] must hold finite numbers"),
     ("train.lr=0", r"train\.lr must be positive"),
     ("datasets.train.batch_size=0", r"batch_size must be at least 1"),
     ("train.betas=[0.9]", r"train\.betas = \[0\.9\] must be two numbers"),

@@ -1,7 +1,6 @@
 """Released weights by name: names, the cache, downloads through gdown from a local HTTP server (Drive
 cannot be reached here), verification, every failure mode with nothing left in the cache, and the CLI."""
 import http.server
-import importlib.util
 import json
 import threading
 from pathlib import Path
@@ -15,7 +14,6 @@ from models import ModelSize, build_model, pretrained
 from models.weights import save_network
 from utils.image_io import write_png_atomic
 
-REPO = Path(__file__).resolve().parents[1]
 # tiny stand-ins for the paper's two sizes: MODELS is patched so that these count as NeRD-Rain-S and NeRD-Rain
 TINY_S = {"dim": 8, "num_blocks": [1, 1, 1], "heads": [1, 1, 2]}
 TINY = {"dim": 16, "num_blocks": [1, 1, 1], "heads": [1, 1, 2]}
@@ -80,11 +78,14 @@ def files_in(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
 
 
-def test_ten_releases_named_as_in_table_1(shared_dir):
+@pytest.mark.shared
+def test_shipped_links_are_the_authors(shared_dir):
+    assert json.loads(pretrained.RELEASES.read_text()) == json.loads((shared_dir / "paper" / "weights.json").read_text())
+
+
+def test_ten_releases_named_as_in_table_1():
     assert pretrained.names() == [f"{m}/{d}" for m in ("NeRD-Rain-S", "NeRD-Rain")
                                   for d in ("Rain200L", "Rain200H", "DID-Data", "DDN-Data", "SPA-Data")]
-    shared = json.loads((shared_dir / "paper" / "weights.json").read_text())
-    assert json.loads(pretrained.RELEASES.read_text()) == shared
     release = pretrained.find("nerd-rain/rain200h")
     assert (release.model, release.dataset) == ("NeRD-Rain", "Rain200H")
     assert release.drive_url == "https://drive.google.com/uc?id=1MOG3ZrXQxH-o13O1QWB6EiZhJsXOlUXs"
@@ -93,8 +94,8 @@ def test_ten_releases_named_as_in_table_1(shared_dir):
 
 @pytest.mark.parametrize("model, golden", [("NeRD-Rain-S", "checkpoint_keys_nerd_rain_s.json"),
                                            ("NeRD-Rain", "checkpoint_keys_nerd_rain.json")])
-def test_expected_keys_are_the_authors_list(shared_dir, model, golden):
-    authors = [name for name, _ in json.loads((shared_dir / "golden" / golden).read_text())["keys"]]
+def test_expected_keys_are_the_authors_list(fixtures, model, golden):
+    authors = [name for name, _ in json.loads((fixtures / "golden" / golden).read_text())["keys"]]
     assert pretrained.authors_keys(model) == authors
 
 
@@ -180,10 +181,8 @@ def test_cli_list_and_download(cache, checkpoints, capsys):
     assert "unknown name(s) NeRD-Rain/Rain100H; choose from NeRD-Rain-S/Rain200L" in capsys.readouterr().err
 
 
-def test_test_py_takes_a_name(cache, checkpoints, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("derain_cli", REPO / "test.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+def test_test_py_takes_a_name(cache, checkpoints, tmp_path, capsys, test_py):
+    cli = test_py
     serve("NeRD-Rain-S/Rain200L", checkpoints["S"])
     write_png_atomic(tmp_path / "1.png", np.random.default_rng(0).integers(0, 256, (40, 24, 3), dtype=np.uint8))
     args = ["--input_dir", str(tmp_path / "1.png"),

@@ -1,6 +1,6 @@
-"""python -m evaluations.reproduce: a small Datasets/ tree from the shared samples, derained end to end with
-a tiny checkpoint as test.py derains it, scored with each dataset's protocol, resumed; and --results_dir."""
-import importlib.util
+"""python -m evaluations.reproduce: a small Datasets/ tree from the Rain200L pairs of tests/fixtures, derained
+end to end with a tiny checkpoint as test.py derains it, scored with each dataset's protocol, resumed; and
+--results_dir."""
 import json
 import shutil
 from pathlib import Path
@@ -11,42 +11,36 @@ import torch
 
 from evaluations import reproduce
 from evaluations.metrics import psnr_ssim
-from models import build_model
-from models.weights import save_network
 from utils.image_io import read_rgb8, write_png_atomic
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = {"type": "NeRDRain", "dim": 8, "num_blocks": [1, 1, 1], "heads": [1, 1, 2]}
 
-
-def crop_samples(shared_dir: Path, input_dir: Path, target_dir: Path, names: tuple[str, str] = ("1", "2")) -> None:
-    """The two shared Rain200L pairs, cropped to 32x32, one window (for speed); inputs named `names`."""
+def crop_samples(fixtures: Path, input_dir: Path, target_dir: Path, names: tuple[str, str] = ("1", "2")) -> None:
+    """The two Rain200L pairs, cropped to 32x32, one window (for speed); inputs named `names`."""
     for folder in (input_dir, target_dir):
         folder.mkdir(parents=True, exist_ok=True)
     for sample, name in zip(("1", "2"), names):
         for side, folder, stem in (("input", input_dir, name), ("target", target_dir, sample)):
-            rgb, _ = read_rgb8(shared_dir / "samples" / "rain200l" / "test" / side / f"{sample}.png")
+            rgb, _ = read_rgb8(fixtures / "rain200l" / side / f"{sample}.png")
             write_png_atomic(folder / f"{stem}.png", rgb[:32, :32])
 
 
 @pytest.fixture
-def datasets(tmp_path, shared_dir) -> Path:
+def datasets(tmp_path, fixtures) -> Path:
     """Datasets/Rain200L (inputs and targets named alike) and DDN-Data (named differently: sorted order)."""
     root = tmp_path / "Datasets"
     for dataset, names in (("Rain200L", ("1", "2")), ("DDN-Data", ("1_1", "2_1"))):
         test = root / dataset / "test"
-        crop_samples(shared_dir, test / "input", test / "target", names)
+        crop_samples(fixtures, test / "input", test / "target", names)
     return root
 
 
 @pytest.fixture(scope="module")
-def weights_dir(tmp_path_factory) -> Path:
+def weights_dir(tmp_path_factory, tiny_weights) -> Path:
     """DIR/NeRD-Rain-S/{Rain200L,DDN-Data}.pth: one tiny checkpoint; no NeRD-Rain weights."""
     root = tmp_path_factory.mktemp("weights")
     (root / "NeRD-Rain-S").mkdir()
-    torch.manual_seed(0)
-    save_network(root / "NeRD-Rain-S" / "Rain200L.pth", build_model(TINY), epoch=1)
-    shutil.copy(root / "NeRD-Rain-S" / "Rain200L.pth", root / "NeRD-Rain-S" / "DDN-Data.pth")
+    for dataset in ("Rain200L", "DDN-Data"):
+        shutil.copy(tiny_weights, root / "NeRD-Rain-S" / f"{dataset}.pth")
     return root
 
 
@@ -55,7 +49,8 @@ def run(datasets: Path, weights_dir: Path, out: Path) -> int:
                            "--win_size", "32", "--device", "cpu"])
 
 
-def test_end_to_end_derains_as_test_py_scores_and_resumes(tmp_path, datasets, weights_dir, capsys, monkeypatch):
+def test_end_to_end_derains_as_test_py_scores_and_resumes(tmp_path, datasets, weights_dir, capsys, monkeypatch,
+                                                          test_py):
     out = tmp_path / "table1"
     assert run(datasets, weights_dir, out) == 0
     printed = capsys.readouterr().out
@@ -69,10 +64,7 @@ def test_end_to_end_derains_as_test_py_scores_and_resumes(tmp_path, datasets, we
     assert list(done) == ["Rain200L", "DDN-Data"] and all(r["model"] == "NeRD-Rain-S" for r in done.values())
 
     # test.py's pixels for the same input and weights
-    spec = importlib.util.spec_from_file_location("derain_cli", REPO / "test.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    assert cli.main(["--input_dir", str(datasets / "Rain200L" / "test" / "input"), "--output_dir",
+    assert test_py.main(["--input_dir", str(datasets / "Rain200L" / "test" / "input"), "--output_dir",
                      str(tmp_path / "test_py"), "--weights", str(weights_dir / "NeRD-Rain-S" / "Rain200L.pth"),
                      "--win_size", "32", "--device", "cpu"]) == 0
     for name in ("1.png", "2.png"):
@@ -103,7 +95,7 @@ def test_end_to_end_derains_as_test_py_scores_and_resumes(tmp_path, datasets, we
     def no_network(*args, **kwargs):
         raise AssertionError("the network was loaded")
 
-    monkeypatch.setattr(reproduce, "model_from_checkpoint", no_network)
+    monkeypatch.setattr(reproduce, "load_network", no_network)
     (out / "NeRD-Rain-S" / "DDN-Data" / "scores.json").unlink()
     assert run(datasets, weights_dir, out) == 0
     assert json.loads((out / "table1.json").read_text())["rows"] == rows
@@ -137,13 +129,13 @@ def test_bad_arguments_exit_2(tmp_path, datasets, weights_dir, capsys, args, exp
     assert code == 2 and expected in capsys.readouterr().err
 
 
-def test_results_dir_scores_any_methods_images(tmp_path, datasets, shared_dir, capsys):
+def test_results_dir_scores_any_methods_images(tmp_path, datasets, fixtures, capsys):
     results = tmp_path / "results"
     # DRSformer's Rain200L results named otherwise than the targets: paired by sorted order
-    crop_samples(shared_dir, results / "DRSformer" / "Rain200L", tmp_path / "unused", ("a", "b"))
+    crop_samples(fixtures, results / "DRSformer" / "Rain200L", tmp_path / "unused", ("a", "b"))
     # the authors' protocol B folder: N_DR.png beside N_GT.png, no targets needed
     folder = results / "SPDNet" / "DID-Data"
-    crop_samples(shared_dir, folder, folder, ("1_DR", "2_DR"))
+    crop_samples(fixtures, folder, folder, ("1_DR", "2_DR"))
     for n in ("1", "2"):
         (folder / f"{n}.png").rename(folder / f"{n}_GT.png")
     out = tmp_path / "table1"

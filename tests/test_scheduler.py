@@ -6,7 +6,7 @@ import warnings
 import pytest
 import torch
 
-from utils.scheduler import build_scheduler
+from training.scheduler import build_scheduler
 
 
 def make(num_epochs: int = 20, **kwargs) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
@@ -24,8 +24,8 @@ def run(optimizer: torch.optim.Optimizer, scheduler, steps: int) -> list[float]:
 
 
 @pytest.mark.parametrize("num_epochs", [20, 3000])
-def test_epoch_rates_match_golden(shared_dir, num_epochs, epoch_lrs):
-    expected = json.loads((shared_dir / "golden" / "lr_schedule.json").read_text())[f"epochs_{num_epochs}"]
+def test_epoch_rates_match_golden(fixtures, num_epochs, epoch_lrs):
+    expected = json.loads((fixtures / "golden" / "lr_schedule.json").read_text())[f"epochs_{num_epochs}"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's get_last_lr hint, raised inside warmup-scheduler
         rates = epoch_lrs(num_epochs, 1e-4)

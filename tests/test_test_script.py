@@ -1,6 +1,6 @@
 """test.py, the deraining command line: outputs, odd and broken inputs, no overwriting, scoring, errors."""
-import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,56 +11,56 @@ import pytest
 import torch
 
 from evaluations.niqe import niqe
-from models import build_model
-from models.weights import model_from_checkpoint, save_network
+from inference import folder
+from inference.network import load_network
 from utils.image_io import read_rgb8, write_png_atomic
-from utils import inference
-from utils.tiling import tiled_forward
 
 REPO = Path(__file__).resolve().parents[1]
-# loaded by path: `import test` could find the standard library's test package
-_spec = importlib.util.spec_from_file_location("derain_cli", REPO / "test.py")
-cli = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cli)
-TINY = {"type": "NeRDRain", "dim": 8, "num_blocks": [1, 1, 1], "heads": [1, 1, 2]}
-RNG = np.random.default_rng(0)
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
-    save_network(path, build_model(TINY), epoch=1)
-    return path
+@pytest.fixture
+def weights(tiny_weights) -> Path:
+    return tiny_weights
 
 
-def rgb(height: int, width: int) -> np.ndarray:
-    return RNG.integers(0, 256, (height, width, 3), dtype=np.uint8)
+@pytest.fixture
+def cli(test_py):
+    return test_py
 
 
-def make_inputs(folder: Path, sizes: dict[str, tuple[int, int]]) -> dict[str, np.ndarray]:
+def rgb(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def make_inputs(folder: Path, sizes: dict[str, tuple[int, int]], rng: np.random.Generator) -> dict[str, np.ndarray]:
     folder.mkdir(parents=True, exist_ok=True)
-    images = {name: rgb(*size) for name, size in sizes.items()}
+    images = {name: rgb(rng, *size) for name, size in sizes.items()}
     for name, image in images.items():
         write_png_atomic(folder / f"{name}.png", image)
     return images
 
 
-def run(tmp_path: Path, weights: Path, *extra: str, inputs: Path | None = None) -> int:
-    args = ["--input_dir", str(inputs or tmp_path / "in"), "--output_dir", str(tmp_path / "out"),
-            "--weights", str(weights), "--win_size", "32", "--device", "cpu", *extra]
-    return cli.main(args)
+@pytest.fixture
+def run(cli, weights, tmp_path):
+    """run(*extra, inputs=None): test.py on tmp_path/in (or `inputs`) into tmp_path/out, windows of 32, CPU."""
+    def run(*extra: str, inputs: Path | None = None) -> int:
+        args = ["--input_dir", str(inputs or tmp_path / "in"), "--output_dir", str(tmp_path / "out"),
+                "--weights", str(weights), "--win_size", "32", "--device", "cpu", *extra]
+        return cli.main(args)
+    return run
 
 
 def expected_png(weights: Path, image: np.ndarray) -> np.ndarray:
-    model = model_from_checkpoint(weights).eval()
-    return inference.to_rgb8(tiled_forward(model, inference.to_tensor(image), 32))
+    """What test.py's code path gives for `image`: the network loaded as test.py loads it (on the CPU:
+    channels_last and batch invariant), windows of 32 in chunks of the default size."""
+    network = load_network(weights, "cpu", window=32)
+    return folder.derain(network.network, image, network.window, 8)
 
 
-def test_restores_every_image_as_png_named_after_it(tmp_path, weights, capsys):
-    images = make_inputs(tmp_path / "in", {"a": (40, 50), "b": (32, 32)})
-    cv2.imwrite(str(tmp_path / "in" / "c.jpg"), rgb(20, 36))
-    assert run(tmp_path, weights) == 0
+def test_restores_every_image_as_png_named_after_it(tmp_path, weights, capsys, run, rng):
+    images = make_inputs(tmp_path / "in", {"a": (40, 50), "b": (32, 32)}, rng)
+    cv2.imwrite(str(tmp_path / "in" / "c.jpg"), rgb(rng, 20, 36))
+    assert run() == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
     out, note = read_rgb8(tmp_path / "out" / "a.png")
     assert note is None and np.array_equal(out, expected_png(weights, images["a"]))
@@ -68,8 +68,8 @@ def test_restores_every_image_as_png_named_after_it(tmp_path, weights, capsys):
     assert "3 image(s) written" in printed and "s per image on cpu" in printed
 
 
-def test_chunking_gives_identical_pngs(tmp_path, weights):
-    make_inputs(tmp_path / "in", {"a": (48, 80), "b": (20, 40)})  # 6 and 2 windows of 32
+def test_chunking_gives_identical_pngs(tmp_path, weights, cli, rng):
+    make_inputs(tmp_path / "in", {"a": (48, 80), "b": (20, 40)}, rng)  # 6 and 2 windows of 32
     results = {}
     for batch_windows in ("0", "2", "5"):
         out = tmp_path / f"out{batch_windows}"
@@ -81,21 +81,21 @@ def test_chunking_gives_identical_pngs(tmp_path, weights):
         assert all(np.array_equal(images[n], results["0"][n]) for n in images), batch_windows
 
 
-def test_tiny_and_thin_images_keep_their_size(tmp_path, weights):
+def test_tiny_and_thin_images_keep_their_size(tmp_path, run, rng):
     sizes = {"tiny": (10, 7), "row": (1, 40), "column": (40, 1), "dot": (1, 1)}
-    make_inputs(tmp_path / "in", sizes)
-    assert run(tmp_path, weights) == 0
+    make_inputs(tmp_path / "in", sizes, rng)
+    assert run() == 0
     for name, (height, width) in sizes.items():
         assert read_rgb8(tmp_path / "out" / f"{name}.png")[0].shape == (height, width, 3)
 
 
-def test_broken_files_are_reported_and_the_rest_is_written(tmp_path, weights, capsys):
-    make_inputs(tmp_path / "in", {"good": (40, 40)})
-    ok, data = cv2.imencode(".png", rgb(40, 40))
+def test_broken_files_are_reported_and_the_rest_is_written(tmp_path, capsys, run, rng):
+    make_inputs(tmp_path / "in", {"good": (40, 40)}, rng)
+    ok, data = cv2.imencode(".png", rgb(rng, 40, 40))
     (tmp_path / "in" / "truncated.png").write_bytes(data.tobytes()[: len(data) // 2])
     (tmp_path / "in" / "empty.png").write_bytes(b"")
     (tmp_path / "in" / "notes.png").write_text("not an image")
-    assert run(tmp_path, weights) == 1
+    assert run() == 1
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["good.png"]
     printed = capsys.readouterr()
     assert "could not restore 3 file(s)" in printed.out
@@ -104,23 +104,23 @@ def test_broken_files_are_reported_and_the_rest_is_written(tmp_path, weights, ca
     assert "Traceback" not in printed.err
 
 
-def test_existing_results_are_never_replaced_without_overwrite(tmp_path, weights, capsys):
-    make_inputs(tmp_path / "in", {"a": (32, 32), "b": (32, 32)})
+def test_existing_results_are_never_replaced_without_overwrite(tmp_path, capsys, run, rng):
+    make_inputs(tmp_path / "in", {"a": (32, 32), "b": (32, 32)}, rng)
     (tmp_path / "out").mkdir()
-    old = rgb(5, 5)
+    old = rgb(rng, 5, 5)
     write_png_atomic(tmp_path / "out" / "a.png", old)
-    assert run(tmp_path, weights) == 0
+    assert run() == 0
     assert np.array_equal(read_rgb8(tmp_path / "out" / "a.png")[0], old)
     assert read_rgb8(tmp_path / "out" / "b.png")[0].shape == (32, 32, 3)
     printed = capsys.readouterr().out
     assert "skipped 1 existing result(s)" in printed and "a.png" in printed and "1 skipped" in printed
-    assert run(tmp_path, weights, "--overwrite") == 0
+    assert run("--overwrite") == 0
     assert read_rgb8(tmp_path / "out" / "a.png")[0].shape == (32, 32, 3)
 
 
 @pytest.mark.parametrize("spelling", ["same", "dot", "link"])
-def test_refuses_to_write_into_the_input_folder(tmp_path, weights, capsys, spelling):
-    make_inputs(tmp_path / "in", {"a": (32, 32)})
+def test_refuses_to_write_into_the_input_folder(tmp_path, weights, capsys, spelling, cli, rng):
+    make_inputs(tmp_path / "in", {"a": (32, 32)}, rng)
     output = {"same": tmp_path / "in", "dot": tmp_path / "in" / ".", "link": tmp_path / "link"}[spelling]
     if spelling == "link":
         output.symlink_to(tmp_path / "in")
@@ -131,82 +131,82 @@ def test_refuses_to_write_into_the_input_folder(tmp_path, weights, capsys, spell
     assert [p.name for p in (tmp_path / "in").iterdir()] == ["a.png"]
 
 
-def test_single_file_input(tmp_path, weights):
-    images = make_inputs(tmp_path / "in", {"a": (40, 40), "b": (40, 40)})
-    assert run(tmp_path, weights, "--input", str(tmp_path / "in" / "b.png")) == 0
+def test_single_file_input(tmp_path, weights, run, rng):
+    images = make_inputs(tmp_path / "in", {"a": (40, 40), "b": (40, 40)}, rng)
+    assert run("--input", str(tmp_path / "in" / "b.png")) == 0
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["b.png"]
     assert np.array_equal(read_rgb8(tmp_path / "out" / "b.png")[0], expected_png(weights, images["b"]))
 
 
-def test_authors_layout_with_an_input_subfolder(tmp_path, weights):
-    make_inputs(tmp_path / "Rain200L" / "input", {"a": (40, 40)})
-    assert run(tmp_path, weights, inputs=tmp_path / "Rain200L") == 0
+def test_authors_layout_with_an_input_subfolder(tmp_path, run, rng):
+    make_inputs(tmp_path / "Rain200L" / "input", {"a": (40, 40)}, rng)
+    assert run(inputs=tmp_path / "Rain200L") == 0
     assert (tmp_path / "out" / "a.png").is_file()
 
 
-def test_target_dir_scores_and_prints_the_table(tmp_path, weights, capsys):
-    make_inputs(tmp_path / "in", {"a": (32, 32), "b": (20, 40)})
-    assert run(tmp_path, weights, "--target_dir", str(tmp_path / "in"), "--protocol", "Rain200L") == 0
+def test_target_dir_scores_and_prints_the_table(tmp_path, capsys, run, rng):
+    make_inputs(tmp_path / "in", {"a": (32, 32), "b": (20, 40)}, rng)
+    assert run("--target_dir", str(tmp_path / "in"), "--protocol", "Rain200L") == 0
     printed = capsys.readouterr().out
     assert "(protocol A)" in printed and "mean (2 images)" in printed
     assert "a.png" in printed.split("(protocol A)")[1]
 
 
-def test_target_dir_with_shared_samples(tmp_path, weights, shared_dir, capsys):
-    pairs = shared_dir / "samples" / "rain200l" / "test"
+def test_target_dir_with_rain200l_pairs(tmp_path, fixtures, capsys, run):
+    pairs = fixtures / "rain200l"
     for side in ("input", "target"):  # crops keep the test fast
         for path in sorted((pairs / side).iterdir()):
             (tmp_path / side).mkdir(exist_ok=True)
             write_png_atomic(tmp_path / side / path.name, read_rgb8(path)[0][:48, :64].copy())
-    assert run(tmp_path, weights, "--target_dir", str(tmp_path / "target"), inputs=tmp_path / "input") == 0
+    assert run("--target_dir", str(tmp_path / "target"), inputs=tmp_path / "input") == 0
     assert "mean (2 images)" in capsys.readouterr().out
 
 
-def test_scores_only_this_runs_images(tmp_path, weights, capsys):
-    make_inputs(tmp_path / "in", {"a": (32, 32)})
-    make_inputs(tmp_path / "targets", {"a": (32, 32), "b": (16, 16)})  # more targets than inputs
-    make_inputs(tmp_path / "out", {"stale": (24, 24)})  # an older result with no target
-    assert run(tmp_path, weights, "--target_dir", str(tmp_path / "targets")) == 0
+def test_scores_only_this_runs_images(tmp_path, capsys, run, rng):
+    make_inputs(tmp_path / "in", {"a": (32, 32)}, rng)
+    make_inputs(tmp_path / "targets", {"a": (32, 32), "b": (16, 16)}, rng)  # more targets than inputs
+    make_inputs(tmp_path / "out", {"stale": (24, 24)}, rng)  # an older result with no target
+    assert run("--target_dir", str(tmp_path / "targets")) == 0
     assert "mean (1 images)" in capsys.readouterr().out
 
 
-def test_unpaired_targets_fail_before_the_first_image(tmp_path, weights, capsys):
-    make_inputs(tmp_path / "in", {"a": (32, 32), "b": (32, 32)})
-    make_inputs(tmp_path / "targets", {"x": (32, 32), "y": (32, 32)})
-    assert run(tmp_path, weights, "--target_dir", str(tmp_path / "targets")) == 2
+def test_unpaired_targets_fail_before_the_first_image(tmp_path, capsys, run, rng):
+    make_inputs(tmp_path / "in", {"a": (32, 32), "b": (32, 32)}, rng)
+    make_inputs(tmp_path / "targets", {"x": (32, 32), "y": (32, 32)}, rng)
+    assert run("--target_dir", str(tmp_path / "targets")) == 2
     err = capsys.readouterr().err
     assert "cannot pair the inputs with --target_dir" in err and "stems only in the inputs: a, b" in err
     assert "--pair_by_order" in err
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())  # nothing derained
 
 
-def test_pair_by_order_scores_inputs_against_sorted_targets(tmp_path, weights, capsys):
-    make_inputs(tmp_path / "in", {"a": (32, 32), "b": (32, 32)})
-    make_inputs(tmp_path / "targets", {"x": (32, 32), "y": (32, 32)})
-    assert run(tmp_path, weights, "--target_dir", str(tmp_path / "targets"), "--pair_by_order") == 0
+def test_pair_by_order_scores_inputs_against_sorted_targets(tmp_path, capsys, run, rng):
+    make_inputs(tmp_path / "in", {"a": (32, 32), "b": (32, 32)}, rng)
+    make_inputs(tmp_path / "targets", {"x": (32, 32), "y": (32, 32)}, rng)
+    assert run("--target_dir", str(tmp_path / "targets"), "--pair_by_order") == 0
     table = capsys.readouterr().out
     assert "a.png" in table and "b.png" in table and "mean (2 images)" in table
 
 
-def test_scoring_failure_is_reported_with_exit_1(tmp_path, weights, capsys):
-    make_inputs(tmp_path / "in", {"a": (32, 32)})
-    make_inputs(tmp_path / "targets", {"a": (40, 40)})
-    assert run(tmp_path, weights, "--target_dir", str(tmp_path / "targets")) == 1
+def test_scoring_failure_is_reported_with_exit_1(tmp_path, capsys, run, rng):
+    make_inputs(tmp_path / "in", {"a": (32, 32)}, rng)
+    make_inputs(tmp_path / "targets", {"a": (40, 40)}, rng)
+    assert run("--target_dir", str(tmp_path / "targets")) == 1
     assert "scoring failed" in capsys.readouterr().err
     assert (tmp_path / "out" / "a.png").is_file()
 
 
-def rainy_crops(shared_dir: Path, folder: Path, side: str = "input") -> list[Path]:
-    """The shared Rain200L samples cropped to 96x192: two NIQE blocks, a quick test."""
+def rainy_crops(fixtures: Path, folder: Path, side: str = "input") -> list[Path]:
+    """The two Rain200L pairs of tests/fixtures cropped to 96x192: two NIQE blocks, a quick test."""
     folder.mkdir(parents=True, exist_ok=True)
-    for path in sorted((shared_dir / "samples" / "rain200l" / "test" / side).iterdir()):
+    for path in sorted((fixtures / "rain200l" / side).iterdir()):
         write_png_atomic(folder / f"{path.stem}.png", read_rgb8(path)[0][:96, :192].copy())
     return sorted(folder.iterdir())
 
 
-def test_niqe_of_inputs_and_results_printed_and_written(tmp_path, weights, shared_dir, capsys):
-    inputs = rainy_crops(shared_dir, tmp_path / "in")
-    assert run(tmp_path, weights, "--niqe", "--json", str(tmp_path / "scores.json")) == 0
+def test_niqe_of_inputs_and_results_printed_and_written(tmp_path, fixtures, capsys, run):
+    inputs = rainy_crops(fixtures, tmp_path / "in")
+    assert run("--niqe", "--json", str(tmp_path / "scores.json")) == 0
     printed = capsys.readouterr().out
     report = json.loads((tmp_path / "scores.json").read_text())
     assert report["metric"] == "niqe" and len(report["images"]) == len(inputs) == 2
@@ -219,34 +219,33 @@ def test_niqe_of_inputs_and_results_printed_and_written(tmp_path, weights, share
     assert "lower is better" in printed and "NIQE in" in printed
 
 
-def test_niqe_beside_psnr_ssim(tmp_path, weights, shared_dir):
-    rainy_crops(shared_dir, tmp_path / "in")
-    rainy_crops(shared_dir, tmp_path / "target", "target")
-    assert run(tmp_path, weights, "--niqe", "--target_dir", str(tmp_path / "target"),
+def test_niqe_beside_psnr_ssim(tmp_path, fixtures, run):
+    rainy_crops(fixtures, tmp_path / "in")
+    rainy_crops(fixtures, tmp_path / "target", "target")
+    assert run("--niqe", "--target_dir", str(tmp_path / "target"),
                "--json", str(tmp_path / "scores.json")) == 0
     images = json.loads((tmp_path / "scores.json").read_text())["images"]
     assert all({"psnr", "ssim", "niqe", "niqe_input"} <= image.keys() for image in images)
 
 
-def test_niqe_names_an_image_too_small_and_scores_the_rest(tmp_path, weights, shared_dir, capsys):
-    rainy_crops(shared_dir, tmp_path / "in")
-    make_inputs(tmp_path / "in", {"small": (64, 64)})
-    assert run(tmp_path, weights, "--niqe") == 1
+def test_niqe_names_an_image_too_small_and_scores_the_rest(tmp_path, fixtures, capsys, run, rng):
+    rainy_crops(fixtures, tmp_path / "in")
+    make_inputs(tmp_path / "in", {"small": (64, 64)}, rng)
+    assert run("--niqe") == 1
     captured = capsys.readouterr()
     assert "NIQE failed for small.png" in captured.err and "mean (2 images)" in captured.out
     assert (tmp_path / "out" / "small.png").is_file()
 
 
-def test_json_without_scores_is_refused(tmp_path, weights, capsys):
-    make_inputs(tmp_path / "in", {"a": (32, 32)})
-    assert run(tmp_path, weights, "--json", str(tmp_path / "scores.json")) == 2
+def test_json_without_scores_is_refused(tmp_path, capsys, run, rng):
+    make_inputs(tmp_path / "in", {"a": (32, 32)}, rng)
+    assert run("--json", str(tmp_path / "scores.json")) == 2
     assert "add --target_dir (PSNR/SSIM) or --niqe" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
-def test_ctrl_c_stops_cleanly_keeps_what_was_written_and_leaves_no_partial_file(tmp_path, weights, capsys,
-                                                                                monkeypatch):
-    make_inputs(tmp_path / "in", {"a": (32, 32), "b": (32, 32), "c": (32, 32)})
+def test_ctrl_c_stops_cleanly_keeps_what_was_written_and_leaves_no_partial_file(tmp_path, capsys, monkeypatch, run, rng):
+    make_inputs(tmp_path / "in", {"a": (32, 32), "b": (32, 32), "c": (32, 32)}, rng)
     writes = []
     real_write = Path.write_bytes
 
@@ -258,20 +257,20 @@ def test_ctrl_c_stops_cleanly_keeps_what_was_written_and_leaves_no_partial_file(
         return real_write(self, data)
 
     monkeypatch.setattr(Path, "write_bytes", interrupted_on_the_second)
-    assert run(tmp_path, weights) == 130
+    assert run() == 130
     err = capsys.readouterr().err
     assert "interrupted after 1 of 3 image(s)" in err and "Traceback" not in err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]  # no b.png, no temp file
     monkeypatch.undo()
-    assert run(tmp_path, weights) == 0  # goes on: a is skipped
+    assert run() == 0  # goes on: a is skipped
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
 
 
-def test_save_comparison(tmp_path, weights):
-    make_inputs(tmp_path / "in", {"a": (32, 40), "b": (24, 30)})
-    make_inputs(tmp_path / "targets", {"a": (32, 40), "b": (20, 20)})
+def test_save_comparison(tmp_path, run, rng):
+    make_inputs(tmp_path / "in", {"a": (32, 40), "b": (24, 30)}, rng)
+    make_inputs(tmp_path / "targets", {"a": (32, 40), "b": (20, 20)}, rng)
     # b's target has another size: its comparison has no target panel, and scoring fails (exit 1)
-    assert run(tmp_path, weights, "--save_comparison", "--target_dir", str(tmp_path / "targets")) == 1
+    assert run("--save_comparison", "--target_dir", str(tmp_path / "targets")) == 1
     side_by_side = read_rgb8(tmp_path / "out" / "comparison" / "a.png")[0]
     assert side_by_side.shape == (32, 120, 3)
     assert np.array_equal(side_by_side[:, :40], read_rgb8(tmp_path / "in" / "a.png")[0])
@@ -280,14 +279,14 @@ def test_save_comparison(tmp_path, weights):
     assert read_rgb8(tmp_path / "out" / "comparison" / "b.png")[0].shape == (24, 60, 3)  # input | output
 
 
-def test_odd_formats_become_rgb_of_the_same_size(tmp_path, weights, capsys):
+def test_odd_formats_become_rgb_of_the_same_size(tmp_path, capsys, rng, run):
     folder = tmp_path / "in"
     folder.mkdir()
-    cv2.imwrite(str(folder / "gray.png"), RNG.integers(0, 256, (30, 20), dtype=np.uint8))
-    cv2.imwrite(str(folder / "rgba.png"), RNG.integers(0, 256, (21, 33, 4), dtype=np.uint8))
-    cv2.imwrite(str(folder / "deep.png"), RNG.integers(0, 65536, (40, 35, 3), dtype=np.uint16))
-    cv2.imwrite(str(folder / "photo.jpg"), rgb(33, 40))
-    assert run(tmp_path, weights) == 0
+    cv2.imwrite(str(folder / "gray.png"), rng.integers(0, 256, (30, 20), dtype=np.uint8))
+    cv2.imwrite(str(folder / "rgba.png"), rng.integers(0, 256, (21, 33, 4), dtype=np.uint8))
+    cv2.imwrite(str(folder / "deep.png"), rng.integers(0, 65536, (40, 35, 3), dtype=np.uint16))
+    cv2.imwrite(str(folder / "photo.jpg"), rgb(rng, 33, 40))
+    assert run() == 0
     for name, shape in (("gray", (30, 20, 3)), ("rgba", (21, 33, 3)), ("deep", (40, 35, 3)), ("photo", (33, 40, 3))):
         out, note = read_rgb8(tmp_path / "out" / f"{name}.png")
         assert note is None and out.shape == shape
@@ -296,40 +295,40 @@ def test_odd_formats_become_rgb_of_the_same_size(tmp_path, weights, capsys):
     assert all(kind in printed for kind in ("1 grayscale", "1 alpha dropped", "1 16-bit"))
 
 
-def test_network_options_from_opt(tmp_path, weights, capsys):
-    make_inputs(tmp_path / "in", {"a": (32, 32)})
+def test_network_options_from_opt(tmp_path, weights, capsys, run, rng):
+    make_inputs(tmp_path / "in", {"a": (32, 32)}, rng)
     good, bad = tmp_path / "tiny.yml", tmp_path / "wide.yml"
     good.write_text("network: {type: NeRDRain, dim: 8, num_blocks: [1, 1, 1], heads: [1, 1, 2]}\n")
     bad.write_text("network: {type: NeRDRain, dim: 16, num_blocks: [1, 1, 1], heads: [1, 1, 2]}\n")
-    assert run(tmp_path, weights, "--opt", str(good)) == 0
-    assert run(tmp_path, weights, "--opt", str(bad), "--overwrite") == 2
+    assert run("--opt", str(good)) == 0
+    assert run("--opt", str(bad), "--overwrite") == 2
     err = capsys.readouterr().err
     assert "does not fit the network" in err and str(weights) in err
 
 
-def test_out_of_memory_is_reported_per_image(tmp_path, weights, capsys, monkeypatch):
-    make_inputs(tmp_path / "in", {"a": (32, 32)})
+def test_out_of_memory_is_reported_per_image(tmp_path, capsys, monkeypatch, run, rng):
+    make_inputs(tmp_path / "in", {"a": (32, 32)}, rng)
 
     def no_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(inference, "tiled_forward", no_memory)
-    assert run(tmp_path, weights, "--batch_windows", "4") == 1
+    monkeypatch.setattr(folder, "tiled_forward", no_memory)
+    assert run("--batch_windows", "4") == 1
     assert "a.png: out of memory (try a smaller --batch_windows" in capsys.readouterr().out
 
 
-def test_gpus_sets_cuda_visible_devices(tmp_path, weights, monkeypatch):
+def test_gpus_sets_cuda_visible_devices(tmp_path, monkeypatch, run, rng):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # restored after the test
-    make_inputs(tmp_path / "in", {"a": (20, 20)})
-    assert run(tmp_path, weights, "--gpus", "0") == 0
-    assert cli.os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+    make_inputs(tmp_path / "in", {"a": (20, 20)}, rng)
+    assert run("--gpus", "0") == 0
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0"
 
 
-def test_amp_and_stem_clash(tmp_path, weights, capsys):
-    make_inputs(tmp_path / "in", {"a": (32, 32)})
-    assert run(tmp_path, weights, "--amp") == 0
-    cv2.imwrite(str(tmp_path / "in" / "a.jpg"), rgb(40, 40))
-    assert run(tmp_path, weights, "--output_dir", str(tmp_path / "out2")) == 2
+def test_amp_and_stem_clash(tmp_path, capsys, run, rng):
+    make_inputs(tmp_path / "in", {"a": (32, 32)}, rng)
+    assert run("--amp") == 0
+    cv2.imwrite(str(tmp_path / "in" / "a.jpg"), rgb(rng, 40, 40))
+    assert run("--output_dir", str(tmp_path / "out2")) == 2
     assert "share stems" in capsys.readouterr().err
 
 
@@ -353,10 +352,10 @@ def bad_checkpoint(tmp_path: Path) -> Path:
     ("cuda", "no CUDA GPU"),
     ("no weights", "--weights"),
 ])
-def test_bad_input_is_one_clear_message_and_exit_2(tmp_path, weights, capsys, case, expected):
+def test_bad_input_is_one_clear_message_and_exit_2(tmp_path, weights, capsys, case, expected, run, cli, rng):
     if case == "cuda" and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    make_inputs(tmp_path / "in", {"a": (32, 32)})
+    make_inputs(tmp_path / "in", {"a": (32, 32)}, rng)
     (tmp_path / "empty").mkdir()
     args = {
         "missing weights": ["--weights", str(tmp_path / "nope.pth")],
@@ -374,15 +373,15 @@ def test_bad_input_is_one_clear_message_and_exit_2(tmp_path, weights, capsys, ca
     if case == "no weights":
         code = cli.main(["--input_dir", str(tmp_path / "in")])
     else:
-        code = run(tmp_path, weights, *args)
+        code = run(*args)
     assert code == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_real_entry_point(tmp_path, weights):
-    make_inputs(tmp_path / "in", {"a": (20, 30)})
+def test_real_entry_point(tmp_path, weights, rng):
+    make_inputs(tmp_path / "in", {"a": (20, 30)}, rng)
     command = [sys.executable, "test.py", "--input_dir", str(tmp_path / "in"), "--output_dir", str(tmp_path / "out"),
                "--weights", str(weights), "--win_size", "32", "--device", "cpu"]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -392,13 +391,13 @@ def test_real_entry_point(tmp_path, weights):
     assert bad.returncode == 2 and "--win_size" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_channels_last_and_amp_paths_run_on_cpu(tmp_path, weights, capsys):
-    images = make_inputs(tmp_path / "in", {"a": (40, 50)})
-    assert run(tmp_path, weights, "--channels_last") == 0
+def test_channels_last_and_amp_paths_run_on_cpu(tmp_path, weights, capsys, run, rng):
+    images = make_inputs(tmp_path / "in", {"a": (40, 50)}, rng)
+    assert run("--channels_last") == 0
     fast = read_rgb8(tmp_path / "out" / "a.png")[0].astype(int)
     assert np.abs(fast - expected_png(weights, images["a"]).astype(int)).max() <= 1
     assert "bf16" not in capsys.readouterr().err
-    assert run(tmp_path, weights, "--amp", "--overwrite") == 0  # bf16 autocast, as on a GPU
+    assert run("--amp", "--overwrite") == 0  # bf16 autocast, as on a GPU
     slow_bf16 = not torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert ("no native bf16 convolutions" in capsys.readouterr().err) == slow_bf16
     bf16 = read_rgb8(tmp_path / "out" / "a.png")[0].astype(int)

@@ -1,4 +1,6 @@
 """Windowed inference against the authors' test-time windowing: golden output, window geometry, odd sizes."""
+from typing import NamedTuple
+
 import numpy as np
 import pytest
 import torch
@@ -6,38 +8,37 @@ import torch.nn.functional as F
 from skimage import img_as_ubyte
 from torch import nn
 
-from models import build_model
-from models.weights import infer_network_options, load_weights
-from utils.inference import prepare_for_inference
-from utils.tiling import (check_batch_windows, check_window, reflect_pad_to, tiled_forward, window_chunks,
-                          window_layout)
-
-TINY = {"type": "NeRDRain", "dim": 8, "num_blocks": [1, 1, 1], "heads": [1, 1, 2]}
+from inference.network import prepare_for_inference
+from inference.tiling import (check_batch_windows, check_window, reflect_pad_to, tiled_forward, window_chunks,
+                              window_layout)
+from models.weights import model_from_checkpoint
 
 
 @pytest.fixture(scope="module")
-def tiny_model() -> nn.Module:
+def tiny_model(tiny_weights) -> nn.Module:
     """As test.py runs it on the CPU: channels_last and batch invariant."""
-    torch.manual_seed(0)
-    return prepare_for_inference(build_model(TINY), torch.device("cpu"))
+    return prepare_for_inference(model_from_checkpoint(tiny_weights), torch.device("cpu"))
 
 
-@pytest.fixture(scope="module")
-def golden_model(golden) -> nn.Module:
-    model = build_model(infer_network_options(golden["state_dict"])).eval()
-    load_weights(model, golden["state_dict"])
-    return model
+@pytest.fixture
+def golden_model(golden_network) -> nn.Module:
+    return golden_network.eval()
+
+
+class Restored(NamedTuple):
+    restored: torch.Tensor
 
 
 class Identity(nn.Module):
-    """Stands in for the network: output 0 is the input, so the result shows where pixels were put back."""
+    """Stands in for the network: the restored image is the input, so the result shows where pixels were
+    put back."""
 
     def __init__(self):
         super().__init__()
         self.anchor = nn.Parameter(torch.zeros(1))  # tiled_forward reads the device from the parameters
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return [x]
+    def forward(self, x: torch.Tensor) -> Restored:
+        return Restored(x)
 
 
 def to_rgb8(image: torch.Tensor) -> np.ndarray:
@@ -126,7 +127,7 @@ def test_small_images_keep_their_size(tiny_model, height, width):
 def test_small_image_is_the_cropped_output_of_the_padded_window(tiny_model):
     image = torch.rand(1, 3, 10, 7)
     with torch.no_grad():
-        expected = tiny_model(reflect_pad_to(image, 32, 32))[0][..., :10, :7].clamp(0, 1)
+        expected = tiny_model(reflect_pad_to(image, 32, 32)).restored[..., :10, :7].clamp(0, 1)
     assert torch.equal(tiled_forward(tiny_model, image, 32), expected)
 
 

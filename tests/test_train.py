@@ -3,6 +3,7 @@ import csv
 import math
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -10,21 +11,20 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
-import yaml
 
 import train
 from losses import MultiScaleLoss
 from models import build_model
 from models.weights import load_weights
-from utils.experiment import METRICS_HEADER, experiment_lock
-from utils.options import REPO_ROOT, load_options
-from utils.scheduler import build_scheduler
-
-TINY_NET = {"type": "NeRDRain", "dim": 8, "num_blocks": [1, 1, 1], "heads": [1, 1, 2]}
+from training import trainer
+from training.experiment import experiment_lock
+from training.metrics_log import METRICS_HEADER
+from training.options import load_options
+from training.scheduler import build_scheduler
+from utils.options import REPO_ROOT
 
 
 @pytest.fixture(autouse=True)
@@ -37,35 +37,9 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def smooth_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    return cv2.resize(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    """2 train pairs (one smaller than the patch: reflect padding) and 2 val pairs of clean + streaks."""
-    root, rng = tmp_path_factory.mktemp("data"), np.random.default_rng(0)
-    for split, sizes in (("train", [(40, 44), (28, 48)]), ("test", [(36, 36), (40, 32)])):
-        for side in ("input", "target"):
-            (root / split / side).mkdir(parents=True)
-        for i, (h, w) in enumerate(sizes):
-            clean = smooth_image(rng, h, w)
-            rainy = np.clip(clean.astype(int) + (rng.random((h, w, 1)) < 0.1) * 120, 0, 255).astype(np.uint8)
-            cv2.imwrite(str(root / split / "input" / f"img{i}.png"), rainy)
-            cv2.imwrite(str(root / split / "target" / f"img{i}.png"), clean)
-    return root
-
-
-def make_options(dataset: Path, path: Path, **train_opts) -> Path:
-    opt = {
-        "network": TINY_NET,
-        "datasets": {"train": {"dir": str(dataset / "train"), "patch_size": 32, "num_workers": 1},
-                     "val": {"dir": str(dataset / "test"), "patch_size": 32, "num_workers": 0}},
-        "train": {"epochs": 4, "warmup_epochs": 1, "lr": 1e-3, "save_every": 2, **train_opts},
-        "paths": {"experiment": str(path.parent / "exp")},
-    }
-    path.write_text(yaml.safe_dump(opt))
-    return path
+@pytest.fixture
+def dataset(train_pairs) -> Path:
+    return train_pairs
 
 
 def run_main(capsys, *argv: str) -> tuple[int, str]:
@@ -78,16 +52,10 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, weights_only=True)["state_dict"]
 
 
-def assert_same_weights(a: Path, b: Path) -> None:
-    wa, wb = weights(a), weights(b)
-    assert wa.keys() == wb.keys()
-    assert all(torch.equal(wa[k], wb[k]) for k in wa), [k for k in wa if not torch.equal(wa[k], wb[k])][:3]
-
-
 @pytest.fixture(scope="module")
-def full_run(dataset, tmp_path_factory) -> Path:
+def full_run(train_pairs, train_options, tmp_path_factory) -> Path:
     """4 epochs without interruption; returns the experiment folder."""
-    opt = make_options(dataset, tmp_path_factory.mktemp("full") / "opt.yml")
+    opt = train_options(train_pairs, tmp_path_factory.mktemp("full") / "opt.yml")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as _one_thread does for the tests: bit-exact comparisons need the same count
     try:
@@ -100,7 +68,7 @@ def full_run(dataset, tmp_path_factory) -> Path:
 def test_writes_the_checkpoints_and_metrics(full_run, epoch_lrs):
     names = sorted(p.name for p in full_run.iterdir())
     assert names == ["metrics.csv", "model_best.pth", "model_epoch_2.pth", "model_epoch_4.pth", "model_latest.pth",
-                     "options.yml"]
+                     "options.yml", "tensorboard"]
     with (full_run / "metrics.csv").open() as f:
         assert f.readline() == "epoch,iterations,loss,lr,val_psnr,best_psnr,seconds\n"
         rows = list(csv.DictReader(f, fieldnames=METRICS_HEADER))
@@ -113,21 +81,22 @@ def test_writes_the_checkpoints_and_metrics(full_run, epoch_lrs):
     assert best["best_psnr"] == pytest.approx(max(psnrs), abs=1e-4) and best["epoch"] == 1 + int(np.argmax(psnrs))
 
 
-def test_checkpoints_load_with_weights_only_and_load_weights(full_run):
+def test_checkpoints_load_with_weights_only_and_load_weights(full_run, assert_same_weights, tiny_options):
     ckpt = torch.load(full_run / "model_latest.pth", weights_only=True)
     assert {"epoch", "state_dict", "optimizer", "scheduler", "iteration", "best_psnr", "rng", "options"} <= ckpt.keys()
     assert (ckpt["epoch"], ckpt["iteration"], ckpt["batches_done"]) == (4, 8, 0)
     assert "patch_embed_small.proj.weight" in ckpt["state_dict"]  # the authors' key names
     assert ckpt["options"] == load_options(full_run / "options.yml")
-    assert ckpt["options"]["network"] == TINY_NET
-    model = build_model(TINY_NET)
+    assert ckpt["options"]["network"] == tiny_options
+    model = build_model(tiny_options)
     load_weights(model, full_run / "model_epoch_2.pth")
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert_same_weights(full_run / "model_latest.pth", full_run / "model_epoch_4.pth")
 
 
-def test_two_epochs_resume_two_epochs_is_bit_exact(full_run, dataset, tmp_path, capsys):
-    opt = make_options(dataset, tmp_path / "opt.yml")
+def test_two_epochs_resume_two_epochs_is_bit_exact(full_run, dataset, tmp_path, capsys, train_options,
+                                                   assert_same_weights):
+    opt = train_options(dataset, tmp_path / "opt.yml")
     code, out = run_main(capsys, "--opt", str(opt), "--resume", str(full_run / "model_epoch_2.pth"))
     assert code == 0, out
     assert "resumed from" in out and "epoch 2 done" in out
@@ -136,9 +105,10 @@ def test_two_epochs_resume_two_epochs_is_bit_exact(full_run, dataset, tmp_path, 
         assert [r["epoch"] for r in csv.DictReader(f)] == ["3", "4"]
 
 
-def test_ctrl_c_saves_latest_and_resume_continues_exactly(full_run, dataset, tmp_path, capsys, monkeypatch):
-    opt = make_options(dataset, tmp_path / "opt.yml")
-    calls, step = [], train.Trainer.step
+def test_ctrl_c_saves_latest_and_resume_continues_exactly(full_run, dataset, tmp_path, capsys, monkeypatch,
+                                                          train_options, assert_same_weights):
+    opt = train_options(dataset, tmp_path / "opt.yml")
+    calls, step = [], trainer.Trainer.step
 
     def interrupted(self, batch, epoch):
         calls.append(epoch)
@@ -146,12 +116,12 @@ def test_ctrl_c_saves_latest_and_resume_continues_exactly(full_run, dataset, tmp
             raise KeyboardInterrupt
         return step(self, batch, epoch)
 
-    monkeypatch.setattr(train.Trainer, "step", interrupted)
+    monkeypatch.setattr(trainer.Trainer, "step", interrupted)
     code, out = run_main(capsys, "--opt", str(opt))
     assert code == train.EXIT_INTERRUPTED and "interrupted" in out and "Traceback" not in out
     latest = torch.load(tmp_path / "exp" / "model_latest.pth", weights_only=True)
     assert (latest["epoch"], latest["batches_done"], latest["iteration"]) == (1, 1, 3)
-    monkeypatch.setattr(train.Trainer, "step", step)
+    monkeypatch.setattr(trainer.Trainer, "step", step)
     code, out = run_main(capsys, "--opt", str(opt), "--resume")
     assert code == 0, out
     assert "1 batches into epoch 2" in out
@@ -164,10 +134,10 @@ def test_ctrl_c_saves_latest_and_resume_continues_exactly(full_run, dataset, tmp
     assert [r["loss"] for r in rows] == [r["loss"] for r in full]  # epoch 2's mean includes the batch before Ctrl-C
 
 
-def test_sigterm_to_the_process_group_saves_latest(dataset, tmp_path):
+def test_sigterm_to_the_process_group_saves_latest(dataset, tmp_path, train_options):
     """A job scheduler (or `timeout`) sends SIGTERM to every process of the job, DataLoader workers
     included: the run still saves model_latest.pth and exits with one line, no traceback."""
-    opt = make_options(dataset, tmp_path / "opt.yml", epochs=10000, val_every=10000, save_every=0)
+    opt = train_options(dataset, tmp_path / "opt.yml", epochs=10000, val_every=10000, save_every=0)
     metrics = tmp_path / "exp" / "metrics.csv"
     proc = subprocess.Popen([sys.executable, "train.py", "--opt", str(opt), "--device", "cpu"], cwd=REPO_ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -187,8 +157,8 @@ def test_sigterm_to_the_process_group_saves_latest(dataset, tmp_path):
     assert (tmp_path / "exp" / "model_latest.pth").is_file()
 
 
-def test_non_finite_loss_stops_and_saves_nothing(dataset, tmp_path, capsys, monkeypatch):
-    opt = make_options(dataset, tmp_path / "opt.yml")
+def test_non_finite_loss_stops_and_saves_nothing(dataset, tmp_path, capsys, monkeypatch, train_options):
+    opt = train_options(dataset, tmp_path / "opt.yml")
     forward, calls = MultiScaleLoss.forward, []
 
     def nan_on_third(self, outputs, target):
@@ -205,11 +175,11 @@ def test_non_finite_loss_stops_and_saves_nothing(dataset, tmp_path, capsys, monk
     assert sorted(p.name for p in (tmp_path / "exp").glob("*.pth")) == ["model_best.pth", "model_latest.pth"]
 
 
-def test_iteration_schedule_without_workers(dataset, tmp_path, capsys, monkeypatch):
+def test_iteration_schedule_without_workers(dataset, tmp_path, capsys, monkeypatch, train_options):
     """The per-iteration schedule; also, on the CPU train.py keeps freed memory for reuse."""
     reuse_calls = []
     monkeypatch.setattr(train, "reuse_freed_cpu_memory", lambda device: reuse_calls.append(device.type) or True)
-    opt = make_options(dataset, tmp_path / "opt.yml", epochs=2, schedule="iteration", save_every=0)
+    opt = train_options(dataset, tmp_path / "opt.yml", epochs=2, schedule="iteration", save_every=0)
     code, out = run_main(capsys, "--opt", str(opt), "--set", "datasets.train.num_workers=0")
     assert code == 0, out
     assert reuse_calls == ["cpu"]
@@ -224,9 +194,9 @@ def test_iteration_schedule_without_workers(dataset, tmp_path, capsys, monkeypat
         assert [float(r["lr"]) for r in csv.DictReader(f)] == pytest.approx([rates[1], rates[3]], rel=1e-6)
 
 
-def test_fast_options_train_on_cpu(full_run, dataset, tmp_path, capsys):
+def test_fast_options_train_on_cpu(full_run, dataset, tmp_path, capsys, train_options):
     """--channels_last and --amp (bf16 autocast, as on a GPU) train, and land near the exact run."""
-    opt = make_options(dataset, tmp_path / "opt.yml", epochs=2, save_every=0)
+    opt = train_options(dataset, tmp_path / "opt.yml", epochs=2, save_every=0)
     code, out = run_main(capsys, "--opt", str(opt), "--channels_last", "--amp", "--set",
                          "datasets.train.num_workers=0")
     assert code == 0, out
@@ -251,12 +221,14 @@ def test_existing_checkpoints_need_resume(full_run, capsys):
     (lambda d, t: ["--set", f"datasets.val.dir={make_empty(t)}"], r"datasets\.val: no images in .*empty/input"),
     (lambda d, t: ["--set", f"datasets.val.dir={make_unpaired(d, t)}"], r"stems only in input: img0.*pairing: order"),
     (lambda d, t: ["--resume", str(t / "missing.pth")], r"--resume .*missing\.pth: no such checkpoint file"),
-    (lambda d, t: ["--resume", str(make_foreign(t))], r"cannot be resumed: it lacks optimizer, scheduler"),
+    (lambda d, t: ["--resume", str(t / "released.pth")], r"cannot be resumed: it lacks optimizer, scheduler"),
     (lambda d, t: ["--device", "tpu"], r"error: "),
     (lambda d, t: ["--device", "cpu", "--cuda_graph"], r"train\.cuda_graph \(--cuda_graph\): it needs a CUDA device"),
 ])
-def test_bad_input_exits_2_with_one_message(dataset, tmp_path, capsys, setup, expected):
-    opt = make_options(dataset, tmp_path / "opt.yml")
+def test_bad_input_exits_2_with_one_message(dataset, tmp_path, capsys, setup, expected, train_options,
+                                            tiny_weights):
+    opt = train_options(dataset, tmp_path / "opt.yml")
+    shutil.copy(tiny_weights, tmp_path / "released.pth")  # weights alone, as a released model is
     code, out = run_main(capsys, "--opt", str(opt), *setup(dataset, tmp_path))
     assert code == train.EXIT_BAD_INPUT, out
     assert re.search(expected, out), out
@@ -285,29 +257,10 @@ def make_unpaired(dataset: Path, tmp_path: Path) -> Path:
     return root
 
 
-def make_foreign(tmp_path: Path) -> Path:
-    path = tmp_path / "released.pth"
-    torch.save({"epoch": 3, "state_dict": build_model(TINY_NET).state_dict()}, path)
-    return path
 
-
-def broken_copy(dataset: Path, tmp_path: Path) -> Path:
-    """The training pairs plus a third whose input is not an image and a fourth whose sizes differ."""
-    root = tmp_path / "broken"
-    for side in ("input", "target"):
-        (root / side).mkdir(parents=True)
-        for src in (dataset / "train" / side).iterdir():
-            (root / side / src.name).write_bytes(src.read_bytes())
-    (root / "input" / "img2.png").write_bytes(b"\x89PNG not really")
-    (root / "target" / "img2.png").write_bytes((dataset / "train" / "target" / "img0.png").read_bytes())
-    (root / "input" / "img3.png").write_bytes((dataset / "train" / "input" / "img0.png").read_bytes())
-    (root / "target" / "img3.png").write_bytes((dataset / "train" / "target" / "img1.png").read_bytes())
-    return root
-
-
-def test_start_up_check_lists_every_unusable_pair(dataset, tmp_path, capsys):
-    opt = make_options(dataset, tmp_path / "opt.yml")
-    code, out = run_main(capsys, "--opt", str(opt), "--set", f"datasets.train.dir={broken_copy(dataset, tmp_path)}")
+def test_start_up_check_lists_every_unusable_pair(dataset, tmp_path, capsys, train_options, broken_train_pairs):
+    opt = train_options(dataset, tmp_path / "opt.yml")
+    code, out = run_main(capsys, "--opt", str(opt), "--set", f"datasets.train.dir={broken_train_pairs}")
     assert code == train.EXIT_BAD_INPUT and "Traceback" not in out
     assert "datasets.train: 2 of 4 pairs cannot be used" in out
     assert re.search(r"cannot read image .*img2\.png: not a decodable image", out)
@@ -316,11 +269,11 @@ def test_start_up_check_lists_every_unusable_pair(dataset, tmp_path, capsys):
     assert not (tmp_path / "exp").exists()  # nothing trained, nothing left behind
 
 
-def test_a_worker_that_cannot_read_an_image_ends_the_job(dataset, tmp_path):
+def test_a_worker_that_cannot_read_an_image_ends_the_job(dataset, tmp_path, train_options, broken_train_pairs):
     """Without the start-up check, the error comes from a DataLoader worker mid-epoch: the job must end
     (it used to wait forever on the other workers) with the message, after saving model_latest.pth."""
-    opt = make_options(dataset, tmp_path / "opt.yml", epochs=2)
-    broken = broken_copy(dataset, tmp_path)
+    opt = train_options(dataset, tmp_path / "opt.yml", epochs=2)
+    broken = broken_train_pairs
     (broken / "target" / "img3.png").write_bytes((broken / "target" / "img0.png").read_bytes())  # only img2 is bad
     result = subprocess.run(
         [sys.executable, "train.py", "--opt", str(opt), "--device", "cpu", "--set", f"datasets.train.dir={broken}",
@@ -331,8 +284,8 @@ def test_a_worker_that_cannot_read_an_image_ends_the_job(dataset, tmp_path):
     assert (tmp_path / "exp" / "model_latest.pth").is_file()
 
 
-def test_a_second_run_into_the_same_experiment_is_refused(dataset, tmp_path, capsys):
-    opt = make_options(dataset, tmp_path / "opt.yml", epochs=2)
+def test_a_second_run_into_the_same_experiment_is_refused(dataset, tmp_path, capsys, train_options):
+    opt = train_options(dataset, tmp_path / "opt.yml", epochs=2)
     exp = tmp_path / "exp"
     with experiment_lock(exp):  # as a run in another process holds it
         code, out = run_main(capsys, "--opt", str(opt))
@@ -342,8 +295,8 @@ def test_a_second_run_into_the_same_experiment_is_refused(dataset, tmp_path, cap
     assert not (exp / "model_latest.pth").exists()
 
 
-def test_a_lock_left_by_a_dead_run_is_taken_over(dataset, tmp_path, capsys):
-    opt = make_options(dataset, tmp_path / "opt.yml", epochs=2)
+def test_a_lock_left_by_a_dead_run_is_taken_over(dataset, tmp_path, capsys, train_options):
+    opt = train_options(dataset, tmp_path / "opt.yml", epochs=2)
     exp = tmp_path / "exp"
     exp.mkdir()
     (exp / ".lock").write_text('{"host": "node7", "pid": 4242, "started": "2026-11-30 08:00:00"}')

@@ -1,6 +1,5 @@
 """webapp.jobs, what the web app's Derain button does (no gradio, no browser; tests/test_app.py has those):
 test.py's pixels, the weights on offer and their loading, the pixel limit and bad files as messages."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -12,8 +11,7 @@ import pytest
 import torch
 
 from evaluations.metrics import psnr_ssim
-from models import build_model, pretrained
-from models.weights import save_network
+from models import pretrained
 from utils.image_io import read_rgb8, write_png_atomic
 from webapp import jobs
 from webapp.jobs import Deraining, InputError, Upload, read_upload, weight_choices
@@ -21,48 +19,35 @@ from webapp.jobs import Deraining, InputError, Upload, read_upload, weight_choic
 REPO = Path(__file__).resolve().parents[1]
 
 
-def load_script(name: str):
-    """A script at the repository root, loaded by path (`import test` could find the stdlib's test)."""
-    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-cli, app = load_script("test"), load_script("app")
-TINY = {"type": "NeRDRain", "dim": 8, "num_blocks": [1, 1, 1], "heads": [1, 1, 2]}
-RNG = np.random.default_rng(0)
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
-    save_network(path, build_model(TINY), epoch=1)
-    return path
+@pytest.fixture
+def weights(tiny_weights) -> Path:
+    return tiny_weights
 
 
 @pytest.fixture
-def deraining(tmp_path, weights, monkeypatch) -> Deraining:
+def deraining(tmp_path, weights) -> Deraining:
     """With windows of 32 instead of test.py's default 256, for speed (tests/test_app.py runs 256)."""
-    monkeypatch.setattr(jobs, "WINDOW", 32)
     broken = tmp_path / "broken.pth"
     broken.write_text("not a checkpoint")
     (tmp_path / "jobs").mkdir()
     return Deraining({"tiny": str(weights), "broken": str(broken)}, torch.device("cpu"), tmp_path / "jobs",
-                     max_pixels=300 * 300)
+                     max_pixels=300 * 300, window=32)
 
 
-def image_file(path: Path, height: int, width: int) -> Upload:
-    write_png_atomic(path, RNG.integers(0, 256, (height, width, 3), dtype=np.uint8))
-    return Upload(path, path.name)
+@pytest.fixture
+def image_file(rng):
+    """make(path, height, width): a random RGB PNG at `path`, as an Upload."""
+    def make(path: Path, height: int, width: int) -> Upload:
+        write_png_atomic(path, rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        return Upload(path, path.name)
+    return make
 
 
-def test_result_is_test_py_output_and_progress_counts_windows(tmp_path, weights, deraining):
+def test_result_is_test_py_output_and_progress_counts_windows(tmp_path, weights, deraining, test_py, image_file):
     image = image_file(tmp_path / "rainy.png", 80, 100)  # 3 x 4 windows of 32: chunks of 8 and 4
     seen = []
     done = deraining(image, str(weights), progress=lambda *done_total: seen.append(done_total))
-    assert cli.main(["--input", str(image.path), "--output_dir", str(tmp_path / "cli"), "--weights", str(weights),
+    assert test_py.main(["--input", str(image.path), "--output_dir", str(tmp_path / "cli"), "--weights", str(weights),
                      "--device", "cpu", "--win_size", "32"]) == 0
     assert np.array_equal(read_rgb8(done.output_png)[0], read_rgb8(tmp_path / "cli" / "rainy.png")[0])
     assert np.array_equal(read_rgb8(done.input_png)[0], read_rgb8(image.path)[0])
@@ -71,7 +56,7 @@ def test_result_is_test_py_output_and_progress_counts_windows(tmp_path, weights,
     assert "100x80" in done.summary and "cpu" in done.summary
 
 
-def test_clean_target_is_scored_with_the_protocol(tmp_path, weights, deraining):
+def test_clean_target_is_scored_with_the_protocol(tmp_path, weights, deraining, image_file):
     image, clean = image_file(tmp_path / "rainy.png", 40, 30), image_file(tmp_path / "clean.png", 40, 30)
     done = deraining(image, str(weights), clean, "B")
     assert done.scores == psnr_ssim(read_rgb8(done.output_png)[0], read_rgb8(clean.path)[0], "B")
@@ -79,7 +64,7 @@ def test_clean_target_is_scored_with_the_protocol(tmp_path, weights, deraining):
         deraining(image, str(weights), image_file(tmp_path / "small.png", 20, 30))
 
 
-def test_bad_weights_are_a_message_and_the_next_job_works(tmp_path, weights, deraining):
+def test_bad_weights_are_a_message_and_the_next_job_works(tmp_path, weights, deraining, image_file):
     image = image_file(tmp_path / "rainy.png", 20, 20)
     with pytest.raises(InputError, match="Cannot load the weights broken.pth: cannot read checkpoint"):
         deraining(image, deraining.choices["broken"])
@@ -116,9 +101,9 @@ def test_pixel_limit_is_checked_before_decoding(tmp_path, monkeypatch):
         read_upload(Upload(path, "wide.png"), 109)
 
 
-def test_odd_formats_are_converted_with_a_note(tmp_path, deraining, weights):
+def test_odd_formats_are_converted_with_a_note(tmp_path, deraining, weights, rng):
     path = tmp_path / "gray16.png"
-    assert cv2.imwrite(str(path), RNG.integers(0, 65536, (20, 30), dtype=np.uint16))
+    assert cv2.imwrite(str(path), rng.integers(0, 65536, (20, 30), dtype=np.uint16))
     done = deraining(Upload(path, path.name), str(weights))
     assert "converted to 8-bit RGB (16-bit, grayscale)" in done.summary
 
@@ -145,14 +130,14 @@ def test_weight_choices(tmp_path, weights, monkeypatch):
     assert "NeRD-Rain/Rain200L (the authors' weights, downloaded on first use)" in choices
 
 
-def test_a_released_name_loads_its_cached_file(tmp_path, weights, deraining, monkeypatch):
+def test_a_released_name_loads_its_cached_file(tmp_path, weights, deraining, monkeypatch, rng):
     monkeypatch.setenv("NERD_RAIN_HOME", str(tmp_path / "home"))
     cached = pretrained.find("NeRD-Rain-S/Rain200L").path
     cached.parent.mkdir(parents=True)
     cached.write_bytes(weights.read_bytes())
     deraining.choices["NeRD-Rain-S/Rain200L"] = "NeRD-Rain-S/Rain200L"
     image = tmp_path / "rain.png"
-    write_png_atomic(image, RNG.integers(0, 256, (20, 30, 3), dtype=np.uint8))
+    write_png_atomic(image, rng.integers(0, 256, (20, 30, 3), dtype=np.uint8))
     assert deraining(Upload(image, image.name), "NeRD-Rain-S/Rain200L").output_png.is_file()
     monkeypatch.setattr(pretrained, "DOWNLOAD_URL", "http://127.0.0.1:9/{}")  # refused: as offline
     deraining.choices["NeRD-Rain/SPA-Data"] = "NeRD-Rain/SPA-Data"
@@ -166,9 +151,9 @@ def test_a_released_name_loads_its_cached_file(tmp_path, weights, deraining, mon
     (["--weights", "nope.pth"], "--weights nope.pth: no such file"),
     (["--max_pixels", "0"], "--max_pixels must be positive"),
 ])
-def test_app_refuses_bad_arguments(args, expected):
+def test_app_refuses_bad_arguments(args, expected, app_py):
     with pytest.raises(ValueError, match=expected):
-        app.setup(app.parse_args(args))
+        app_py.setup(app_py.parse_args(args))
 
 
 def test_app_without_gradio_says_how_to_install_it(weights):

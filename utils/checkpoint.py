@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from utils.image_io import atomic_save
+from utils.files import atomic_save
 
 StateDict = dict[str, torch.Tensor]
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP and torch.compile

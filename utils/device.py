@@ -8,7 +8,14 @@ import torch
 from torch import nn
 
 
-def resolve_device(name: str = "auto") -> torch.device:
+def device_name(device: torch.device) -> str:
+    """'cuda:0 (<GPU name>)' or 'cpu (<n> threads)'."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
     """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is an error that says so."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -18,19 +25,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def inference_device(name: str = "auto", amp: bool = False) -> torch.device:
-    """resolve_device for deraining: on CUDA without --amp, TF32 is turned off (`set_tf32`), for fp32 results."""
-    device = resolve_device(name)
-    if device.type == "cuda" and not amp:
-        set_tf32(False)
-    return device
-
-
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
     """bf16 autocast on `device` when enabled (the --amp option), else a no-op.
 
-    Without the cache of cast weights, which CUDA graph capture cannot use; NeRD-Rain casts each
-    weight once per forward pass anyway.
+    Without the cache of cast weights, which CUDA graph capture cannot use; a network that uses each
+    weight once per forward pass casts it once anyway.
     """
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled, cache_enabled=False)
 
@@ -40,7 +39,7 @@ def slow_amp_note(device: torch.device, amp: bool) -> str | None:
     # No public API says whether oneDNN has bf16 kernels on this CPU; without them convolutions fall
     # back to a slow path, an order of magnitude slower than fp32 (bench/RESULTS.md).
     if amp and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return ("note: this CPU has no native bf16 convolutions, so --amp makes NeRD-Rain 10x to 20x slower "
+        return ("note: this CPU has no native bf16 convolutions, so --amp makes the network 10x to 20x slower "
                 "here; it is meant for GPUs")
     return None
 
@@ -58,8 +57,8 @@ def reuse_freed_cpu_memory(device: torch.device) -> bool:
     """When `device` is the CPU, makes glibc keep freed memory in the process for reuse; returns whether
     it took (Linux only; off the CPU it does nothing).
 
-    glibc gives every block above 32 MiB back to the OS on free, so each large activation of a
-    256x256 window is page-faulted and zeroed anew. PyTorch has no CPU caching allocator to turn on
+    glibc gives every block above 32 MiB back to the OS on free, so each large activation (at 256x256,
+    most of them) is page-faulted and zeroed anew. PyTorch has no CPU caching allocator to turn on
     (preloading jemalloc or tcmalloc would do the same), so mallopt stops glibc from mmap-ing large
     blocks and from trimming the heap. Outputs are unchanged. The process keeps its peak memory until
     it exits; at inference that peak is a little above the default's (glibc's aligned allocations

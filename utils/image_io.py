@@ -1,12 +1,12 @@
-"""Reading, writing and pairing image files."""
+"""Reading and writing image files, and listing the images of a folder."""
 import os
-import secrets
-from collections.abc import Callable, Sequence
 from operator import attrgetter
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from utils.files import atomic_save
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 
@@ -54,26 +54,6 @@ def read_rgb8(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
     return img, ", ".join(notes) or None
 
 
-def atomic_save(path: str | os.PathLike, save_fn: Callable[[str], None]) -> None:
-    """Call save_fn(tmp_path) on a temp file next to `path`, then move it onto `path`.
-
-    `path` either keeps its old content or gets the complete new one; the temp file
-    is removed if save_fn fails.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    # os.open rather than tempfile.mkstemp: mkstemp's 0600 mode would end up on the saved file
-    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-    try:
-        save_fn(str(tmp))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_png_atomic(path: str | os.PathLike, rgb8: np.ndarray, overwrite: bool = False) -> None:
     """Write an (H, W, 3) uint8 RGB image as PNG, atomically; refuse to replace a file unless overwrite."""
     path = Path(path)
@@ -106,42 +86,3 @@ def require_images(folder: str | os.PathLike) -> list[Path]:
     if not files:
         raise ValueError(f"no images in {folder} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
     return files
-
-
-def _by_stem(files: Sequence[Path], side: str) -> dict[str, Path]:
-    by_stem: dict[str, Path] = {}
-    for f in files:
-        if f.stem in by_stem:
-            raise ValueError(f"two {side} files share the stem {f.stem!r}: {by_stem[f.stem].name}, {f.name}")
-        by_stem[f.stem] = f
-    return by_stem
-
-
-def _few(names: list[str], shown: int = 5) -> str:
-    more = f" (and {len(names) - shown} more)" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more
-
-
-def pair_by_stem(input_files: Sequence[Path], target_files: Sequence[Path],
-                 sides: tuple[str, str] = ("input", "target")) -> list[tuple[Path, Path]]:
-    """Pair files with the same stem, in stem order; every stem must be on both sides.
-
-    `sides` names the two lists in error messages.
-    """
-    a, b = _by_stem(input_files, sides[0]), _by_stem(target_files, sides[1])
-    only_a, only_b = sorted(a.keys() - b.keys()), sorted(b.keys() - a.keys())
-    if only_a or only_b:
-        missing = [f"stems only in {side}: {_few(names)}"
-                   for side, names in zip(sides, (only_a, only_b)) if names]
-        raise ValueError("; ".join(missing))
-    return [(a[s], b[s]) for s in sorted(a)]
-
-
-def pair_by_order(input_files: Sequence[Path], target_files: Sequence[Path],
-                  sides: tuple[str, str] = ("input", "target")) -> list[tuple[Path, Path]]:
-    """Pair the two lists after sorting each by name; `sides` names them in error messages."""
-    if len(input_files) != len(target_files):
-        raise ValueError(f"cannot pair by order: {len(input_files)} files in {sides[0]} "
-                         f"but {len(target_files)} in {sides[1]}")
-    by_name = attrgetter("name")
-    return list(zip(sorted(input_files, key=by_name), sorted(target_files, key=by_name)))

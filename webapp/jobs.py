@@ -11,14 +11,14 @@ from typing import NamedTuple
 import numpy as np
 import PIL.Image
 import torch
-from torch import nn
 
 from evaluations.metrics import psnr_ssim, resolve_protocol
+from inference.folder import derain
+from inference.network import BATCH_WINDOWS, WINDOW, DerainingNetwork, load_network
+from inference.tiling import Progress
 from models.pretrained import find, names, releases, resolve_weights
-from models.weights import describe, model_from_checkpoint, network_options
+from utils.device import device_name
 from utils.image_io import ImageReadError, read_rgb8, write_png_atomic
-from utils.inference import BATCH_WINDOWS, WINDOW, derain, device_name, prepare_for_inference
-from utils.tiling import Progress
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_WEIGHTS = Path("demo/experiment/model_best.pth")  # what `bash demo.sh` trains, under REPO
@@ -106,36 +106,38 @@ def read_upload(upload: Upload, max_pixels: int) -> tuple[np.ndarray, str | None
 
 
 class Networks:
-    """The networks loaded so far on one device, one per weights file; a file that changed is loaded anew."""
+    """The networks loaded so far on one device, one per weights file; a file that changed is loaded anew.
+    `window`: the window size they tile images with."""
 
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.loaded: dict[str, tuple[int, nn.Module]] = {}  # file -> (its mtime in ns, the network)
+    def __init__(self, device: torch.device, window: int = WINDOW):
+        self.device, self.window = device, window
+        self.loaded: dict[str, tuple[int, DerainingNetwork]] = {}  # file -> (its mtime in ns, the network)
 
-    def get(self, weights: str) -> nn.Module:
-        """The network in `weights` (a file or a released name), ready as test.py runs it
-        (prepare_for_inference), or InputError."""
+    def get(self, weights: str) -> DerainingNetwork:
+        """The network in `weights` (a file or a released name), loaded as test.py loads it
+        (inference.network.load_network), or InputError."""
         try:
             path = resolve_weights(weights)  # a released name: its cached file, downloaded the first time
             mtime = os.stat(path).st_mtime_ns
             if weights in self.loaded and self.loaded[weights][0] == mtime:
                 return self.loaded[weights][1]
             self.loaded.pop(weights, None)  # free the old network before loading the new one
-            model = prepare_for_inference(model_from_checkpoint(path), self.device)
+            network = load_network(path, self.device, window=self.window)
         except Exception as err:  # noqa: BLE001 - whatever fails to load, the page says so and goes on
             label = weights if find(weights) else Path(weights).name
             raise InputError(f"Cannot load the weights {label}: {err}") from None
-        self.loaded[weights] = (mtime, model)
-        return model
+        self.loaded[weights] = (mtime, network)
+        return network
 
 
 class Deraining:
     """Derains uploaded files one at a time as test.py does with its default options (the same loading,
-    windows and chunks), writing the input and the result as PNGs into job folders under `out_dir`."""
+    windows of `window` and chunks), writing the input and the result as PNGs into job folders under `out_dir`."""
 
-    def __init__(self, choices: dict[str, str], device: torch.device, out_dir: Path, max_pixels: int = MAX_PIXELS):
+    def __init__(self, choices: dict[str, str], device: torch.device, out_dir: Path, max_pixels: int = MAX_PIXELS,
+                 window: int = WINDOW):
         self.choices, self.device, self.out_dir, self.max_pixels = choices, device, out_dir, max_pixels
-        self.networks = Networks(device)
+        self.networks = Networks(device, window)
         self.lock = threading.Lock()  # the page's queue runs one job at a time; this holds for any caller
 
     def __call__(self, image: Upload, weights: str, target: Upload | None = None, protocol: str = "A",
@@ -155,16 +157,16 @@ class Deraining:
             raise InputError(f"The clean target {target.name} is {clean.shape[1]}x{clean.shape[0]}, the image "
                              f"{rgb.shape[1]}x{rgb.shape[0]}: they must be the same size.")
         with self.lock:
-            model = self.networks.get(weights)
+            network = self.networks.get(weights)
             start = time.perf_counter()
             try:
-                result = derain(model, rgb, WINDOW, BATCH_WINDOWS, progress=progress)
+                result = derain(network.network, rgb, network.window, BATCH_WINDOWS, progress=progress)
             except torch.OutOfMemoryError:
                 torch.cuda.empty_cache()
                 raise InputError(f"Out of memory deraining {image.name} ({rgb.shape[1]}x{rgb.shape[0]}) on "
                                  f"{device_name(self.device)}; try a smaller image.") from None
             seconds = time.perf_counter() - start
-        summary = (f"{describe(network_options(model))}: {rgb.shape[1]}x{rgb.shape[0]} in {seconds:.1f} s "
+        summary = (f"{network.description}: {rgb.shape[1]}x{rgb.shape[0]} in {seconds:.1f} s "
                    f"on {device_name(self.device)}" + (f"; converted to 8-bit RGB ({note})" if note else ""))
         scores = psnr_ssim(result, clean, protocol) if clean is not None else None
         job = self.new_job_folder()

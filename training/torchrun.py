@@ -1,5 +1,5 @@
 """torchrun whose failure report ends with one line naming the process that failed first and why:
-python -m utils.torchrun [torchrun arguments] train.py [its arguments] (train.sh runs it)."""
+python -m training.torchrun [torchrun arguments] train.py [its arguments] (train.sh runs it)."""
 import os
 import sys
 from collections.abc import Sequence

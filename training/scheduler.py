@@ -1,6 +1,7 @@
 """Learning-rate schedules: the authors' per-epoch warmup + cosine, and an optional per-iteration variant.
 
-Trainer call pattern for mode 'epoch' (reproduces golden/lr_schedule.json; epoch 1 runs at 0.0):
+Trainer call pattern for mode 'epoch' (the authors' rates, tests/fixtures/golden/lr_schedule.json; epoch 1
+runs at 0.0):
 
     scheduler = build_scheduler(optimizer, num_epochs)       # no step() before training
     for epoch in range(start_epoch, num_epochs + 1):

@@ -1,17 +1,19 @@
-"""A NeRD-Rain network exported to ONNX (models/export_onnx.py), run by ONNX Runtime and called like the
-PyTorch network on batches of windows, so that test.py's tiling serves it unchanged.
+"""A NeRD-Rain network exported to ONNX (inference/export_onnx.py), run by ONNX Runtime and called like
+the PyTorch network on batches of windows, so that the tiling serves it unchanged.
 
 onnx, onnxscript and onnxruntime are optional (requirements-deploy.txt): they are imported here and in
-models/export_onnx.py only, when first needed.
+inference/export_onnx.py only, when first needed.
 """
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
+
+from models.nerd_rain import NeRDRainOutputs
 
 ONNX_SUFFIX = ".onnx"
 INSTALL = "pip install -r requirements-deploy.txt"
@@ -53,10 +55,17 @@ def session_options(threads: int | None = None) -> Any:
     return options
 
 
+class Restored(NamedTuple):
+    """What a model exported with `--outputs final` returns: the restored image alone."""
+
+    restored: torch.Tensor
+
+
 class OnnxNetwork(nn.Module):
     """An exported network in an ONNX Runtime session, used like `NeRDRain`: `network(batch)` takes
-    (B, 3, w, w) windows on the CPU and returns the exported outputs, output 0 first, as CPU tensors. It has
-    no parameters; `device` says where its inputs go (utils.tiling.model_device).
+    (B, 3, w, w) windows on the CPU and returns the exported outputs as CPU tensors: NeRDRainOutputs, or
+    Restored for a 'final' export. It has no parameters; `device` says where its inputs go
+    (inference.tiling.model_device).
 
     `window` (w), `options` (the network's build options), `source` (the checkpoint it came from) and
     `outputs` ('final' or 'all') come from the model's metadata. `cuda`: run on ONNX Runtime's CUDA
@@ -91,9 +100,10 @@ class OnnxNetwork(nn.Module):
         self.source, self.outputs = meta.get(META_SOURCE, ""), meta.get(META_OUTPUTS, "final")
         self.input_name = self.session.get_inputs()[0].name
 
-    def forward(self, batch: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, batch: torch.Tensor) -> NeRDRainOutputs | Restored:
         feed = {self.input_name: np.ascontiguousarray(batch.detach().cpu().float().numpy())}
-        return [torch.from_numpy(out) for out in self.session.run(None, feed)]
+        outputs = [torch.from_numpy(out) for out in self.session.run(None, feed)]
+        return (NeRDRainOutputs if self.outputs == "all" else Restored)(*outputs)
 
 
 def open_onnx(path: str | os.PathLike, window: int | None = None, cuda: bool = False,
@@ -105,8 +115,9 @@ def open_onnx(path: str | os.PathLike, window: int | None = None, cuda: bool = F
     FileNotFoundError, DeployPackagesMissing.
     """
     if pytorch_options:
-        raise ValueError(f"{', '.join(pytorch_options)} apply to PyTorch checkpoints, not to the ONNX model {path} "
-                         "(ONNX Runtime runs it in fp32 as exported); leave them out")
+        verb, them = ("applies", "it") if len(pytorch_options) == 1 else ("apply", "them")
+        raise ValueError(f"{', '.join(pytorch_options)} {verb} to PyTorch checkpoints, not to the ONNX model {path} "
+                         f"(ONNX Runtime runs it in fp32 as exported); leave {them} out")
     network = OnnxNetwork(path, cuda)
     if window is not None and window != network.window:
         raise ValueError(f"--win_size {window} does not match {path}, exported for windows of {network.window}; "

@@ -9,11 +9,11 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from utils.distributed import Dist
+from data.datasets import DataError, build_dataset
 from utils.options import resolve_path
 from utils.signals import ignore_sigterm, sigterm_blocked
 
-from .datasets import DataError, build_dataset
+from .distributed import Dist
 from .sampler import GlobalBatchSampler, SeededPairs
 
 _DATASET_TYPES = {"train": "PairedTrain", "val": "PairedVal"}

@@ -1,6 +1,6 @@
 """Exports a NeRD-Rain checkpoint to ONNX for ONNX Runtime (test.py --weights FILE.onnx).
 
-python -m models.export_onnx --weights W --output nerd_rain.onnx [--win_size 256] [--outputs final|all]
+python -m inference.export_onnx --weights W --output nerd_rain.onnx [--win_size 256] [--outputs final|all]
                              [--overwrite]
 
 The graph takes (B, 3, w, w) windows, B dynamic, w fixed, and returns output 0 (final) or all seven
@@ -22,17 +22,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from utils.image_io import atomic_save
-from utils.inference import WINDOW
-from utils.tiling import check_window
+from models.nerd_rain import NeRDRain, NeRDRainOutputs
+from models.weights import model_from_checkpoint, network_options
+from utils.files import atomic_save
 
-from .nerd_rain import NeRDRain
-from .onnx_model import (META_NETWORK, META_OUTPUTS, META_SOURCE, META_WINDOW, DeployPackagesMissing, OnnxNetwork,
-                         require)
-from .weights import model_from_checkpoint, network_options
+from .network import WINDOW
+from .onnx_runtime import (META_NETWORK, META_OUTPUTS, META_SOURCE, META_WINDOW, DeployPackagesMissing, OnnxNetwork,
+                           require)
+from .tiling import check_window
 
-TOLERANCE = 1e-5  # max abs difference from PyTorch, the golden outputs' tolerance
-OUTPUT_NAMES = ("O3", "O2", "O1", "O_inr2", "M_half", "O_inr1", "X1")  # NeRDRain.forward's, in order
+TOLERANCE = 1e-5  # max abs difference from PyTorch: the golden outputs' (docs/architecture.md)
 
 
 class ExportCheckFailed(Exception):
@@ -48,7 +47,7 @@ class _Outputs(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.network(x)
-        return (out[0],) if self.final else tuple(out)
+        return (out.restored,) if self.final else tuple(out)
 
 
 def export_onnx(network: NeRDRain, output: str | os.PathLike, window: int = WINDOW, outputs: str = "final",
@@ -70,7 +69,7 @@ def export_onnx(network: NeRDRain, output: str | os.PathLike, window: int = WIND
     # onnxscript's optimiser warns, once per feed-forward, that it leaves the split of constant weights
     # unfolded (FeedForward's halves): harmless, and 100+ lines of noise.
     logging.getLogger("onnxscript.optimizer").setLevel(logging.ERROR)
-    names = ["restored"] if outputs == "final" else list(OUTPUT_NAMES)
+    names = ["restored"] if outputs == "final" else list(NeRDRainOutputs._fields)
     with torch.no_grad():
         program = torch.onnx.export(wrapped, (example,), dynamo=True, input_names=["windows"], output_names=names,
                                     dynamic_shapes=({0: torch.export.Dim.DYNAMIC},), verbose=False)
@@ -100,7 +99,7 @@ def _max_difference(wrapped: _Outputs, session: OnnxNetwork, batch: torch.Tensor
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m models.export_onnx", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m inference.export_onnx", description=__doc__.splitlines()[0])
     parser.add_argument("--weights", required=True, type=Path, help="checkpoint (.pth), the authors' or ours")
     parser.add_argument("--output", required=True, type=Path, help="the ONNX file to write (e.g. nerd_rain.onnx)")
     parser.add_argument("--win_size", type=int, default=WINDOW,

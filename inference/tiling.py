@@ -1,4 +1,4 @@
-"""Windowed inference as the authors' test.py does it (NERD_RAIN_SPEC.md, "Testing as the authors run it").
+"""Windowed inference as the authors' test.py does it (docs/architecture.md, "Tiling").
 
 The image is cut into the grid of full `window x window` windows from the top-left; where a side is
 not a multiple of the window, a column of windows aligned to the right edge, a row aligned to the
@@ -104,7 +104,7 @@ def check_batch_windows(batch_windows: int | None) -> int | None:
 
 def model_device(model: nn.Module) -> torch.device:
     """Where a network's windows go: its parameters' device, or, for a network without parameters (one run
-    by ONNX Runtime, models/onnx_model.py), its `device`."""
+    by ONNX Runtime, inference/onnx_runtime.py), its `device`."""
     parameter = next(model.parameters(), None)
     return model.device if parameter is None else parameter.device
 
@@ -114,7 +114,8 @@ Progress = Callable[[int, int], None]  # called with (windows done, windows in a
 
 def tiled_forward(model: nn.Module, image: torch.Tensor, window: int = 256, batch_windows: int | None = None,
                   amp: bool = False, progress: Progress | None = None) -> torch.Tensor:
-    """Restores a (1, 3, H, W) image window by window; returns output 0, (1, 3, H, W), clamped to [0, 1].
+    """Restores a (1, 3, H, W) image window by window; returns the network's `restored` output, (1, 3, H, W),
+    clamped to [0, 1].
 
     Windows go through `model` (put it in eval mode) at most `batch_windows` at a time (None: all at
     once, as the authors do; on the CPU in fp32 every chunk size gives the same numbers, on CUDA the
@@ -137,7 +138,7 @@ def tiled_forward(model: nn.Module, image: torch.Tensor, window: int = 256, batc
             windows = [layout[i] for i in chunk]
             batch = torch.cat([padded[..., w.top:w.top + window, w.left:w.left + window] for w in windows])
             with autocast(device, amp):
-                restored = model(batch.to(device))[0]
+                restored = model(batch.to(device)).restored
             restored = restored.float().to(out.device)
             for w, result in zip(windows, restored):
                 out[0, :, w.fill_top:w.top + window, w.fill_left:w.left + window] = \

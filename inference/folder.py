@@ -1,5 +1,5 @@
-"""Deraining images with a loaded network, as the authors' test.py does: 8-bit RGB in, windows
-through the network (utils/tiling.py), 8-bit RGB out, written atomically as <stem>.png."""
+"""Deraining image files with a loaded network, as the authors' test.py does: 8-bit RGB in, windows
+through the network (inference/tiling.py), 8-bit RGB out, written atomically as <stem>.png."""
 import time
 from collections import Counter
 from pathlib import Path
@@ -10,29 +10,11 @@ import torchvision.transforms.functional as TF
 from skimage import img_as_ubyte
 from torch import nn
 
-from utils.device import prepare_model
+from utils.device import device_name
 from utils.image_io import ImageReadError, read_rgb8, write_png_atomic
-from utils.tiling import Progress, tiled_forward
 
-WINDOW = 256  # the authors' test-time window (test.py --win_size)
-BATCH_WINDOWS = 8  # windows per network call (test.py --batch_windows): bounds memory, same numbers on the CPU
-
-
-def prepare_for_inference(model: nn.Module, device: torch.device, channels_last: bool = False,
-                          compile: bool = False) -> nn.Module:
-    """The network in eval mode on `device` (utils.device.prepare_model). On the CPU it is made batch
-    invariant, so that tiled results do not depend on how many windows go through it at once."""
-    if device.type == "cpu":
-        model.set_batch_invariant(True)
-    return prepare_model(model.eval(), device, channels_last, compile)
-
-
-def device_name(device: torch.device) -> str:
-    """'cuda:0 (<GPU name>)' or 'cpu (<n> threads)'."""
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
-
+from .network import WINDOW
+from .tiling import Progress, tiled_forward
 
 def to_tensor(rgb8: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1], with torchvision's to_tensor as the authors."""
@@ -48,7 +30,7 @@ def derain(model: nn.Module, rgb8: np.ndarray, window: int = WINDOW, batch_windo
            amp: bool = False, progress: Progress | None = None) -> np.ndarray:
     """One (H, W, 3) uint8 image restored window by window: the authors' output as uint8.
 
-    `progress(done, total)`: called after each chunk of windows (utils.tiling.tiled_forward).
+    `progress(done, total)`: called after each chunk of windows (inference.tiling.tiled_forward).
     """
     return to_rgb8(tiled_forward(model, to_tensor(rgb8), window, batch_windows, amp, progress))
 
@@ -61,7 +43,7 @@ class FolderRun:
     panels go to `output_dir/comparison/` too.
     """
 
-    def __init__(self, model: nn.Module, output_dir: Path, window: int = 256, batch_windows: int | None = None,
+    def __init__(self, model: nn.Module, output_dir: Path, window: int = WINDOW, batch_windows: int | None = None,
                  amp: bool = False, overwrite: bool = False, comparison_targets: dict[str, Path] | None = None):
         self.model, self.output_dir, self.window, self.batch_windows = model, output_dir, window, batch_windows
         self.amp, self.overwrite, self.comparison_targets = amp, overwrite, comparison_targets

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from utils.rng import epoch_seed, sample_seed, seed_host_generators
+from .rng import epoch_seed, sample_seed, seed_host_generators
 
 
 class GlobalBatchSampler(Sampler):

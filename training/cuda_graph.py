@@ -12,7 +12,7 @@ class _Forward(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.net(x)
 
 
@@ -32,7 +32,7 @@ class CudaGraphed:
         self.shape: torch.Size | None = None
         self.graphed: nn.Module | None = None
 
-    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.graphed is None:
             if x.device.type != "cuda":
                 raise ValueError("CUDA graphs need a CUDA device")

@@ -1,63 +1,32 @@
-"""An experiment folder: where a run stands, which checkpoint it resumes from, its metrics.csv and
-TensorBoard logs."""
+"""An experiment folder: one run at a time (its lock), and which checkpoint a run resumes from."""
 import contextlib
-import csv
 import fcntl
-import io
 import json
 import os
 import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from utils.checkpoint import read_checkpoint
-from utils.distributed import Dist, start_on_main
-from utils.image_io import atomic_save
 
-METRICS_HEADER = ("epoch", "iterations", "loss", "lr", "val_psnr", "best_psnr", "seconds")
+from .distributed import Dist, start_on_main
+from .state import check_resumable
 
 
 class ExperimentError(ValueError):
     """An experiment folder that does not allow what was asked: the message says what to do."""
 
 
-@dataclass
-class Progress:
-    """Where training stands: `epoch` finished epochs, then `batches_done` batches into the next."""
-
-    epoch: int = 0
-    iteration: int = 0
-    best_psnr: float = 0.0
-    best_epoch: int = 0
-    batches_done: int = 0
-    loss_sum: float = 0.0
-
-    def as_checkpoint(self) -> dict[str, Any]:
-        """The checkpoint entries that hold it."""
-        return asdict(self)
-
-    def __str__(self) -> str:
-        into = f", {self.batches_done} batches into epoch {self.epoch + 1}" if self.batches_done else ""
-        return f"epoch {self.epoch} done{into}"
-
-
-RESUME_ENTRIES = ("epoch", "optimizer", "scheduler", "iteration", "rng")
-
-
-def read_resume_checkpoint(path: Path) -> tuple[dict[str, Any], Progress]:
-    """A checkpoint of this train.py and the progress it holds."""
+def read_resume_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint that a run can resume from (TrainingState's); ExperimentError naming what it lacks."""
     try:
-        ckpt = read_checkpoint(path)
+        checkpoint = read_checkpoint(path)
+        check_resumable(checkpoint, path)
     except (FileNotFoundError, ValueError) as err:
         raise ExperimentError(str(err)) from None
-    if missing := [k for k in RESUME_ENTRIES if k not in ckpt]:
-        raise ExperimentError(f"{path} cannot be resumed: it lacks {', '.join(missing)} (not written by this "
-                              "train.py, e.g. a released model)")
-    defaults = asdict(Progress())
-    return ckpt, Progress(**{key: ckpt.get(key, default) for key, default in defaults.items()})
+    return checkpoint
 
 
 def resume_path(resume: str | None, exp_dir: Path) -> Path | None:
@@ -174,44 +143,3 @@ def options_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """'key: old -> new' for every option that differs."""
     a, b = _flatten(old), _flatten(new)
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
-
-
-class MetricsLog:
-    """metrics.csv of an experiment (one row per epoch, METRICS_HEADER), mirrored to TensorBoard when
-    it is installed."""
-
-    def __init__(self, exp_dir: Path, resumed_epoch: int = 0):
-        """Starts the file afresh, or after a resume keeps its rows up to `resumed_epoch`."""
-        self.path = exp_dir / "metrics.csv"
-        rows = []
-        if resumed_epoch and self.path.is_file():
-            with self.path.open(newline="") as f:
-                rows = [r for r in csv.reader(f)][1:]
-            rows = [r for r in rows if r and r[0].isdigit() and int(r[0]) <= resumed_epoch]
-        text = io.StringIO()
-        csv.writer(text, lineterminator="\n").writerows([METRICS_HEADER, *rows])
-        atomic_save(self.path, lambda tmp: Path(tmp).write_text(text.getvalue()))
-        self.tensorboard = _tensorboard_writer(exp_dir / "tensorboard")
-
-    def write(self, row: dict[str, Any]) -> None:
-        """Appends one epoch's row (values formatted as they should appear)."""
-        with self.path.open("a", newline="") as f:
-            csv.writer(f, lineterminator="\n").writerow([row[k] for k in METRICS_HEADER])
-        if self.tensorboard is not None:
-            for key in ("loss", "lr", "val_psnr"):
-                if row[key] != "":
-                    self.tensorboard.add_scalar(key, float(row[key]), row["epoch"])
-            self.tensorboard.flush()
-
-    def close(self) -> None:
-        if self.tensorboard is not None:
-            self.tensorboard.close()
-
-
-def _tensorboard_writer(log_dir: Path) -> Any:
-    """A SummaryWriter when tensorboard is installed, else None."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(log_dir))

@@ -1,0 +1,214 @@
+"""One training run, as the authors train (docs/architecture.md, "Training recipe and schedule"): data,
+network, optimizer, schedule, validation, checkpoints and the log."""
+import contextlib
+import itertools
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from data import DataError
+from evaluations.metrics import rgb_psnr
+from losses import build_loss
+from models import build_model
+from models.weights import describe, network_options
+from utils.checkpoint import save_checkpoint
+from utils.device import autocast, prepare_model, slow_amp_note
+from utils.options import resolve_path, save_options
+from utils.signals import signals_ignored
+
+from .cuda_graph import CudaGraphed, cuda_graph_problem
+from .distributed import Dist, data_parallel, from_main, mean_over_processes
+from .experiment import options_diff
+from .loader import dataset_from_options, loader_from_options, train_loader_from_options
+from .metrics_log import MetricsLog
+from .scheduler import build_scheduler
+from .state import Progress, TrainingState
+
+
+class InputError(Exception):
+    """Bad input the user can fix: reported in one line, exit code 2."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class Trainer:
+    """One training run into the experiment folder of `opt`: `resume` (optionally), then `fit`.
+
+    Rank 0 alone validates, logs and saves; the other processes of a job wait for it.
+    """
+
+    def __init__(self, opt: dict[str, Any], device: torch.device, dist: Dist):
+        self.opt, self.cfg, self.device, self.dist = opt, opt["train"], device, dist
+        self.exp_dir = resolve_path(opt["paths"]["experiment"])
+        torch.manual_seed(self.cfg["seed"])
+        try:
+            network = build_model(opt["network"])
+        except ValueError as err:
+            raise InputError(f"network options: {err}") from None
+        try:
+            self.loss = build_loss(self.cfg["loss"]).to(device)
+        except ValueError as err:
+            raise InputError(f"train.loss options: {err}") from None
+        if self.cfg["cuda_graph"] and (problem := cuda_graph_problem(device, dist.world, self.cfg["compile"])):
+            raise InputError(f"train.cuda_graph (--cuda_graph): {problem}")
+        self.net = prepare_model(network, device, self.cfg["channels_last"], self.cfg["compile"])
+        self.model = data_parallel(self.net, device, dist)
+        self.train_forward = CudaGraphed(self.net) if self.cfg["cuda_graph"] else self.model
+        data = opt["datasets"]
+        self.train_set, self.val_set = (dataset_from_options(data, split, check=False) for split in ("train", "val"))
+        self.train_loader = train_loader_from_options(self.train_set, data["train"], device, dist, self.cfg["seed"])
+        self.val_loader = loader_from_options(self.val_set, data["val"], device)
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.cfg["lr"], betas=tuple(self.cfg["betas"]),
+                                     eps=self.cfg["eps"])
+        scheduler = build_scheduler(optimizer, self.cfg["epochs"], self.cfg["warmup_epochs"], self.cfg["eta_min"],
+                                    self.cfg["schedule"], len(self.train_loader))
+        self.state = TrainingState(self.net, optimizer, scheduler)
+
+    @property
+    def progress(self) -> Progress:
+        return self.state.progress
+
+    def log(self, message: str) -> None:
+        if self.dist.main:
+            tqdm.write(message)
+
+    def save(self, name: str) -> None:
+        save_checkpoint(self.exp_dir / name, **self.state.state_dict(), options=self.opt)
+
+    def resume(self, path: Path, checkpoint: dict[str, Any]) -> None:
+        """Continues the run saved in `checkpoint` (read from `path`)."""
+        self.state.load_state_dict(checkpoint, path)
+        p = self.progress
+        self.log(f"resumed from {path}: {p}, best val PSNR {p.best_psnr:.2f} dB")
+        if changed := options_diff(checkpoint.get("options", {}), self.opt):
+            self.log("note: options differ from the checkpoint's (the optimizer and learning-rate schedule go on "
+                     "from its saved state): " + "; ".join(changed))
+
+    @torch.no_grad()
+    def validate(self, network: bool = True) -> float:
+        """Mean over validation images of the authors' RGB PSNR of the restored image (or of the rainy
+        input) against the target."""
+        self.net.eval()
+        total, count = 0.0, 0
+        for batch in self.val_loader:
+            inp, tar = batch["input"].to(self.device), batch["target"].to(self.device)
+            if network:
+                with autocast(self.device, self.cfg["amp"]):
+                    inp = self.net(inp).restored.float()
+            total, count = total + rgb_psnr(inp, tar) * len(inp), count + len(inp)
+        self.net.train()
+        return total / count
+
+    def step(self, batch: dict[str, Any], epoch: int) -> float:
+        """One optimizer step on a batch; returns the loss. Raises NonFiniteLossError before stepping."""
+        inp = batch["input"].to(self.device, non_blocking=True)
+        tar = batch["target"].to(self.device, non_blocking=True)
+        optimizer = self.state.optimizer
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, self.cfg["amp"]):
+            outputs = self.train_forward(inp)
+        loss, _ = self.loss(type(outputs)(*(o.float() for o in outputs)), tar)
+        value = mean_over_processes(loss, self.dist)
+        if not math.isfinite(value):
+            p = self.progress
+            last = (f"the last finished epoch ({p.epoch}) is in {self.exp_dir / 'model_latest.pth'}" if p.epoch
+                    else "no epoch finished, so there is no checkpoint")
+            raise NonFiniteLossError(
+                f"the loss is {value} at epoch {epoch}, iteration {p.iteration + 1} (batch {p.batches_done + 1} "
+                f"of {len(self.train_loader)}); stopped before the optimizer step, nothing saved: {last}. "
+                "Try a lower train.lr" + (" or without --amp" if self.cfg["amp"] else ""))
+        loss.backward()
+        optimizer.step()
+        return value
+
+    def train_epoch(self, epoch: int) -> float:
+        """Trains one epoch (or its rest, after an interrupted run); returns the rate it trained with."""
+        self.train_loader.sampler.set_epoch(epoch)
+        self.model.train()
+        p, total, optimizer = self.progress, len(self.train_loader), self.state.optimizer
+        lr = optimizer.param_groups[0]["lr"]
+        batches = itertools.islice(self.train_loader, p.batches_done, None) if p.batches_done < total else ()
+        bar = tqdm(batches, total=total, initial=p.batches_done, desc=f"epoch {epoch}/{self.cfg['epochs']}",
+                   leave=False, dynamic_ncols=True, disable=not self.dist.main)
+        for batch in bar:
+            lr = optimizer.param_groups[0]["lr"]
+            value = self.step(batch, epoch)
+            if self.cfg["schedule"] == "iteration":
+                self.state.scheduler.step()
+            p.batch_done(value)
+            bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}", refresh=False)
+        return lr
+
+    def end_epoch(self, epoch: int, lr: float, start: float, metrics: MetricsLog | None) -> None:
+        """Validation, the epoch-wise schedule step, checkpoints and the log line of a finished epoch."""
+        p = self.progress
+        loss = p.epoch_loss
+        psnr = self.validate() if self.dist.main and epoch % self.cfg["val_every"] == 0 else None
+        if self.cfg["schedule"] == "epoch":
+            self.state.scheduler.step()
+        improved = p.epoch_done(epoch, psnr)
+        if not self.dist.main:
+            return
+        if improved:
+            self.save("model_best.pth")
+        if self.cfg["save_every"] and epoch % self.cfg["save_every"] == 0:
+            self.save(f"model_epoch_{epoch}.pth")
+        self.save("model_latest.pth")
+        seconds = time.time() - start
+        metrics.write({"epoch": epoch, "iterations": p.iteration, "loss": f"{loss:.6f}", "lr": f"{lr:.6e}",
+                       "val_psnr": "" if psnr is None else f"{psnr:.4f}", "best_psnr": f"{p.best_psnr:.4f}",
+                       "seconds": f"{seconds:.1f}"})
+        val = "" if psnr is None else f"  val PSNR {psnr:.2f} dB"
+        self.log(f"epoch {epoch}/{self.cfg['epochs']}  {seconds:.1f} s  loss {loss:.4f}  lr {lr:.3e}{val}"
+                 f"  best {p.best_psnr:.2f} dB (epoch {p.best_epoch})")
+
+    def fit(self) -> None:
+        """Trains from the current progress to the last epoch. On an interrupt (or bad data mid-epoch)
+        saves model_latest.pth and re-raises; the DataLoader workers end in any case."""
+        if self.dist.main:
+            save_options(self.opt, self.exp_dir / "options.yml")
+        if self.progress.epoch >= self.cfg["epochs"]:
+            self.log(f"nothing to do: {self.progress.epoch} of {self.cfg['epochs']} epochs are done")
+            return
+        self.describe_run()
+        metrics = MetricsLog(self.exp_dir, self.progress.epoch) if self.dist.main else None
+        try:
+            with metrics or contextlib.nullcontext():
+                for epoch in range(self.progress.epoch + 1, self.cfg["epochs"] + 1):
+                    start = time.time()
+                    self.end_epoch(epoch, self.train_epoch(epoch), start, metrics)
+                    from_main(None, self.dist)  # the other processes wait for rank 0's validation and checkpoints
+        except (KeyboardInterrupt, DataError):
+            if self.dist.main:
+                with signals_ignored():
+                    self.save("model_latest.pth")
+                self.log(f"saved {self.exp_dir / 'model_latest.pth'} ({self.progress}); continue with --resume auto")
+            raise
+        finally:
+            self.train_loader.shutdown()
+        p = self.progress
+        self.log(f"done: best val PSNR {p.best_psnr:.2f} dB at epoch {p.best_epoch}; checkpoints in {self.exp_dir}")
+
+    def describe_run(self) -> None:
+        """The startup summary: network, data, batch sizes, device, and the rainy inputs' PSNR."""
+        data, d, cfg, batch = self.opt["datasets"], self.dist, self.cfg, self.train_loader.batch_size
+        params = sum(p.numel() for p in self.net.parameters())
+        self.log(f"network: {describe(network_options(self.net))}, {params / 1e6:.2f} M parameters")
+        self.log(f"train: {len(self.train_set)} pairs in {data['train']['dir']}, patch {data['train']['patch_size']}, "
+                 f"{len(self.train_loader)} iterations per epoch; val: {len(self.val_set)} pairs in "
+                 f"{data['val']['dir']}, centre crop {data['val']['patch_size']}")
+        self.log(f"batch size {batch} per process x {d.world} process{'es' if d.world > 1 else ''} = "
+                 f"effective batch size {batch * d.world} (the global batch of every step)")
+        self.log(f"device {self.device}, amp {cfg['amp']}, compile {cfg['compile']}, cuda_graph {cfg['cuda_graph']}; "
+                 f"experiment {self.exp_dir}")
+        if note := slow_amp_note(self.device, cfg["amp"]):
+            self.log(note)
+        if d.main:
+            self.log(f"val PSNR of the rainy inputs: {self.validate(network=False):.2f} dB")
+        from_main(None, d)  # the others wait for that validation
