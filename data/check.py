@@ -86,7 +86,8 @@ def run_threaded(fn: Callable[[Item], Result], items: Sequence[Item], threads: i
     queued = iter(enumerate(items))
     pool = ThreadPoolExecutor(threads)
     try:
-        with tqdm(total=len(items), desc=desc, unit="pair", leave=False, disable=not progress) as bar:
+        # disable=None: the bar is drawn on a terminal only, not into logs
+        with tqdm(total=len(items), desc=desc, unit="pair", leave=False, disable=None if progress else True) as bar:
             pending = {pool.submit(fn, item): i for i, item in islice(queued, 4 * threads)}
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -115,7 +116,6 @@ class ManifestComparison:
     """The split's files against its manifest.json: names recorded but gone, names not recorded, and
     names whose size (or SHA-256, when hashes were compared) differs."""
 
-    recorded_pairs: int | None = None
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
@@ -312,8 +312,7 @@ def _compare_manifest(recorded: dict[str, Any] | str, files: Iterable[Path],
     if isinstance(recorded, str):
         return ManifestComparison(unreadable=recorded)
     present = {f"{path.parent.name}/{path.name}": path for path in files}
-    comparison = ManifestComparison(sum(name.startswith("input/") for name in recorded),
-                                    missing=sorted(recorded.keys() - present.keys()),
+    comparison = ManifestComparison(missing=sorted(recorded.keys() - present.keys()),
                                     extra=sorted(present.keys() - recorded.keys()), hashed=digests is not None)
     for name in sorted(recorded.keys() & present.keys()):
         entry, path = recorded[name], present[name]

@@ -573,9 +573,10 @@ def _report(dataset: str, split: str, outcome: Outcome) -> list[str]:
         return [f"{line}; no published size to compare with"]
     if n == outcome.published:
         return [f"{line}; the published split has {n} too"]
+    advice = ("fine for a subset, but scores are not comparable with the paper's then" if n < outcome.published
+              else "check that this is the paper's version of the dataset (docs/datasets.md, version pitfalls)")
     return [line, f"{dataset} {split} has {n} pairs, the published split {outcome.published} "
-                  f"({difference(n, outcome.published)}); fine for a subset, but scores are not comparable with "
-                  "the paper's then"]
+                  f"({difference(n, outcome.published)}); {advice}"]
 
 
 def _split_error(dataset: str, split: str, err: SourceError) -> str:

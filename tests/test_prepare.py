@@ -394,3 +394,9 @@ def test_docs_give_every_link_code_and_published_size():
         assert f"python -m data.prepare {name}" in text
         for count in entry["pairs"].values():
             assert count is None or f"{count:,}" in text or str(count) in text
+
+
+def test_more_pairs_than_published_points_at_the_versions():
+    source = prepare.Source(Path("src"), "jorder", "JORDER's new release")
+    line, warning = prepare._report("Rain200H", "test", prepare.Outcome(Path("out"), source, 250, 200, "built"))
+    assert "250 pairs" in line and "(50 more); check that this is the paper's version" in warning
