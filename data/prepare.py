@@ -38,7 +38,7 @@ import shutil
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -509,8 +509,9 @@ def prepare_split(dataset: str, split: str, source: Source, output: Path, copy: 
     problems = source.problems + _duplicates(source.pairs)
     if not problems and not source.pairs:
         problems = [f"no pairs in {source.path}"]
-    if problems:
-        raise SourceError(problems, str(source.path))
+    desc = f"{dataset} {split}"
+    if problems:  # the pairs there are are checked all the same, so that one run names every faulty file
+        _build(source, None, copy, threads, desc, progress, problems)
     in_place = source.layout == "authors" and out.exists() and out.resolve() == source.path.resolve()
     if not in_place:
         # an --overwrite removes the old split: it must not hold the source (nor DID's walk the output)
@@ -527,7 +528,6 @@ def prepare_split(dataset: str, split: str, source: Source, output: Path, copy: 
         first_manifest = in_place and not (out / MANIFEST).exists()  # the authors' package unpacked in place
         if not (overwrite or first_manifest):
             raise SourceError([f"{reason}; pass --overwrite to replace it"])
-    desc = f"{dataset} {split}"
     if in_place:  # the files stay where they are: they are checked and get their manifest
         entries, mode = _build(source, None, copy, threads, desc, progress)
         atomic_save(out / MANIFEST, lambda tmp: Path(tmp).write_text(_manifest(dataset, split, source, entries, mode)))
@@ -547,13 +547,17 @@ def prepare_split(dataset: str, split: str, source: Source, output: Path, copy: 
     return Outcome(out, source, len(source.pairs), published, "built", mode)
 
 
-def _build(source: Source, into: Path | None, copy: bool, threads: int, desc: str,
-           progress: bool) -> tuple[dict[str, dict[str, Any]], str]:
+def _build(source: Source, into: Path | None, copy: bool, threads: int, desc: str, progress: bool,
+           known: Sequence[str] = ()) -> tuple[dict[str, dict[str, Any]], str]:
     """Every pair checked and written (see _Builder): the manifest entries and the mode; SourceError listing
-    every faulty file when a pair fails."""
-    results = run_threaded(_Builder(source, into, copy), source.pairs, threads, desc, progress)
+    every faulty file, after the `known` problems, when any pair fails (with `known` problems, nothing is
+    written)."""
+    builder = _Builder(source, into, copy)
+    if known:
+        builder.failed.set()
+    results = run_threaded(builder, source.pairs, threads, desc, progress)
     # dict.fromkeys: a shared clean image that fails is named once, not once per pair
-    if problems := list(dict.fromkeys(p for found, _, _ in results for p in found)):
+    if problems := list(dict.fromkeys([*known, *(p for found, _, _ in results for p in found)])):
         raise SourceError(problems, str(source.path))
     entries = {name: entry for _, found, _ in results for name, entry in found.items()}
     return entries, _mode(set().union(*(modes for _, _, modes in results)))

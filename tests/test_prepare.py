@@ -212,13 +212,16 @@ def test_both_splits_in_one_run(tmp_path, capsys):
 
 
 def test_unpaired_files_are_named_and_nothing_is_written(tmp_path, capsys):
-    _jorder(tmp_path / "src")
+    pairs = _jorder(tmp_path / "src")
     _write(tmp_path / "src" / "rain" / "X2" / "norain-9x2.png", _image(9))
     _write(tmp_path / "src" / "norain" / "norain-7.png", _image(7))
+    pairs["3.png"][0].write_bytes(b"")
     code, _, err = _run(capsys, "Rain200H", "--train", tmp_path / "src", "--output", tmp_path / "Datasets")
     assert code == 2
+    assert "3 problems" in err
     assert "norain-9x2.png: no clean image norain-9.png" in err
     assert "norain-7.png: no rainy image norain-7x2.png" in err
+    assert f"cannot read image {pairs['3.png'][0]}: empty file" in err  # the pairs there are are checked too
     assert "nothing was written" in err and "Traceback" not in err
     assert not (tmp_path / "Datasets").exists()
 
