@@ -22,11 +22,11 @@ Single images are hard-linked (copied with --copy, or where linking is impossibl
 system, or a file linking is not allowed for); DID halves are written as PNG with exactly the decoded
 pixels. manifest.json in the split records the source, the date, the pair count against the published
 one (a difference is a warning: subsets are fine) and each file's size and SHA-256. A rerun keeps a
-split whose manifest matches the source (the same layout, file names and sizes; the images are not
-read again) and refuses to replace one that differs unless --overwrite. An authors' package already
-in place (SRC is Datasets/NAME/<split>) is checked and gets its manifest. Exit codes: 0 done, 1 the
-output could not be written, 2 bad arguments or a source that fails the checks (nothing written), 130
-interrupted (nothing half-written is left).
+split whose manifest matches the source (the same layout, file names, sizes and modification times;
+the images are not read again) and refuses to replace one that differs unless --overwrite. An
+authors' package already in place (SRC is Datasets/NAME/<split>) is checked and gets its manifest.
+Exit codes: 0 done, 1 the output could not be written, 2 bad arguments or a source that fails the
+checks (nothing written), 130 interrupted (nothing half-written is left).
 """
 import argparse
 import errno
@@ -341,9 +341,10 @@ def _planned(source: Source) -> dict[str, tuple[str, Path]]:
 
 def _difference_from_manifest(out: Path, source: Source) -> str | None:
     """None when the split `out` was made from this source: its manifest records the same layout, the same
-    output names, each from the same source file of the recorded size, and each output file has its
-    recorded size and nothing else is in the split. Else what differs. Sizes, not hashes: a rerun reads
-    no image (data.check compares the hashes)."""
+    output names, each from the same source file with the recorded size and modification time, each
+    output file has its recorded size, and nothing else is in the split. Else what differs. No hashes:
+    a rerun reads no image (data.check compares the hashes). The modification time tells a file that
+    was rewritten with other bytes of the same size (unzip restores the archive's times)."""
     try:
         manifest = json.loads((out / MANIFEST).read_text())
         recorded, layout = manifest["files"], manifest["source"]["layout"]
@@ -362,12 +363,13 @@ def _difference_from_manifest(out: Path, source: Source) -> str | None:
     for name, (relative, file) in planned.items():
         entry = recorded[name]
         try:
-            same = (entry["source"] == relative and file.stat().st_size == entry["source_bytes"]
-                    and (out / name).stat().st_size == entry["bytes"])
+            stat = file.stat()
+            same = (entry["source"] == relative and stat.st_size == entry["source_bytes"]
+                    and stat.st_mtime_ns == entry["source_mtime_ns"] and (out / name).stat().st_size == entry["bytes"])
         except (OSError, KeyError, TypeError):
             same = False
         if not same:
-            return f"{out / name} is not what {MANIFEST} records of {file}"
+            return f"{file} changed since {out / name} was made from it ({MANIFEST} records another size or time)"
     return None
 
 
@@ -386,8 +388,9 @@ def _place(src: Path, dst: Path, copy: bool) -> str:
 
 def _entry(file: Path, digest: str, source: Source, src: Path, **extra: Any) -> dict[str, Any]:
     """The manifest's line of the output `file` (SHA-256 `digest`), made from the source file `src`."""
+    stat = src.stat()
     return {"bytes": file.stat().st_size, "sha256": digest, "source": source.relative(src),
-            "source_bytes": src.stat().st_size, **extra}
+            "source_bytes": stat.st_size, "source_mtime_ns": stat.st_mtime_ns, **extra}
 
 
 class _Builder:

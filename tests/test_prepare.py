@@ -319,6 +319,19 @@ def test_differing_split_is_refused_without_overwrite(tmp_path, capsys):
     assert [p.name for p in split.parent.iterdir()] == ["train"]  # the old split is gone, no leftovers
 
 
+def test_a_source_file_rewritten_with_the_same_size_is_not_kept(tmp_path, capsys):
+    pairs = _jorder(tmp_path / "src")
+    assert _run(capsys, "Rain200H", "--train", tmp_path / "src", "--output", tmp_path / "Datasets", "--copy")[0] == 0
+    clean = pairs["2.png"][1]
+    before, old = clean.stat(), clean.read_bytes()
+    other = next(data for seed in range(1000, 2000)  # another image whose PNG has the same size
+                 if len(data := cv2.imencode(".png", _image(seed))[1].tobytes()) == len(old) and data != old)
+    clean.write_bytes(other)
+    os.utime(clean, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))  # as a later write stamps it
+    code, _, err = _run(capsys, "Rain200H", "--train", tmp_path / "src", "--output", tmp_path / "Datasets")
+    assert code == 2 and f"{clean} changed since" in err and "pass --overwrite" in err
+
+
 def test_a_folder_not_made_by_prepare_is_refused(tmp_path, capsys):
     _jorder(tmp_path / "src")
     _authors(tmp_path / "Datasets" / "Rain200H" / "train")
