@@ -30,7 +30,8 @@ from typing import Any, TypeVar
 
 from tqdm import tqdm
 
-from utils.image_io import ImageReadError, list_images, pair_by_order, pair_by_stem, read_rgb8
+from utils.image_io import ImageReadError, list_images, read_rgb8
+from utils.pairing import PairingError, pair_files
 from utils.signals import sigterm_as_interrupt
 
 DATASETS_JSON = Path(__file__).with_name("datasets.json")  # ../shared/paper/datasets.json, shipped
@@ -214,11 +215,11 @@ def difference(found: int, published: int) -> str:
 
 
 def _pair(root: Path, inputs: list[Path], targets: list[Path], pairing: str, report: SplitReport) -> None:
-    """Fills report.pairs and the unpaired names; the pairing itself is utils.image_io's."""
+    """Fills report.pairs and the unpaired names; the pairing itself is utils.pairing's."""
     if pairing == "order":
         try:
-            report.pairs = pair_by_order(inputs, targets, sides=(str(root / "input"), str(root / "target")))
-        except ValueError as err:
+            report.pairs = pair_files(inputs, targets, "order", sides=(str(root / "input"), str(root / "target"))).pairs
+        except PairingError as err:
             report.layout.append(str(err))
         return
     if pairing != "stem":
@@ -231,7 +232,7 @@ def _pair(root: Path, inputs: list[Path], targets: list[Path], pairing: str, rep
     both = {s for s in stems[0].keys() & stems[1].keys() if stems[0][s] == 1 and stems[1][s] == 1}
     report.only_input = [p.name for p in inputs if p.stem not in stems[1]]
     report.only_target = [p.name for p in targets if p.stem not in stems[0]]
-    report.pairs = pair_by_stem([p for p in inputs if p.stem in both], [p for p in targets if p.stem in both])
+    report.pairs = pair_files([p for p in inputs if p.stem in both], [p for p in targets if p.stem in both]).pairs
 
 
 def _read_manifest(root: Path) -> dict[str, Any] | str | None:

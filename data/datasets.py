@@ -1,14 +1,12 @@
 """Datasets: paired training and validation sets in the authors' layout (`<dir>/input`, `<dir>/target`),
 built by name with `build_dataset`."""
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from utils.image_io import ImageReadError, read_rgb8, require_images
 from utils.pairing import PairingError, pair_files
@@ -73,25 +71,6 @@ class PairedDataset(Dataset):
         if inp.size != tar.size:
             raise DataError(f"{inp_path} is {inp.width}x{inp.height} but {tar_path} is {tar.width}x{tar.height}")
         return inp, tar
-
-    def check(self, threads: int = 8) -> None:
-        """Reads every pair once (in threads: decoding releases the GIL); a DataError lists every pair
-        that cannot be read or whose two images differ in size."""
-        def problem(pair: tuple[Path, Path]) -> str | None:
-            try:
-                sizes = [read_rgb8(path)[0].shape[:2] for path in pair]
-            except ImageReadError as err:
-                return str(err)
-            return None if sizes[0] == sizes[1] else (f"{pair[0]} is {sizes[0][1]}x{sizes[0][0]} but {pair[1]} is "
-                                                      f"{sizes[1][1]}x{sizes[1][0]}")
-
-        with ThreadPoolExecutor(threads) as pool:
-            found = list(tqdm(pool.map(problem, self.pairs), total=len(self.pairs), desc="checking pairs",
-                              unit="pair", leave=False))
-        problems = [p for p in found if p]
-        if problems:
-            listed = "\n".join(f"  {p}" for p in problems[:20]) + ("\n  ..." if len(problems) > 20 else "")
-            raise DataError(f"{len(problems)} of {len(self.pairs)} pairs cannot be used:\n{listed}")
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         inp, tar = self.transform(*self.load(index))

@@ -46,7 +46,8 @@ from typing import Any
 
 import numpy as np
 
-from utils.image_io import ImageReadError, atomic_save, list_images, read_rgb8, write_png_atomic
+from utils.files import write_text_atomic
+from utils.image_io import ImageReadError, list_images, read_rgb8, write_png_atomic
 from utils.signals import sigterm_as_interrupt, signals_ignored
 
 from .check import (MANIFEST, SHOWN, SPLITS, canonical_name, dataset_names, difference, pair_split, published_pairs,
@@ -533,7 +534,7 @@ def prepare_split(dataset: str, split: str, source: Source, output: Path, copy: 
             raise SourceError([f"{reason}; pass --overwrite to replace it"])
     if in_place:  # the files stay where they are: they are checked and get their manifest
         entries, mode = _build(source, None, copy, threads, desc, progress)
-        atomic_save(out / MANIFEST, lambda tmp: Path(tmp).write_text(_manifest(dataset, split, source, entries, mode)))
+        write_text_atomic(out / MANIFEST, _manifest(dataset, split, source, entries, mode))
         return Outcome(out, source, len(source.pairs), published, "checked in place", mode)
     out.parent.mkdir(parents=True, exist_ok=True)
     # mkdir rather than tempfile.mkdtemp, whose 0700 would stay on the split; the dot keeps it out of listings

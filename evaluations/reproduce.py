@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from evaluations.evaluate import evaluate_pairs
 from evaluations.metrics import resolve_protocol
+from data.check import pair_split
 from evaluations.table1 import paper_scores, paper_table
 from inference.folder import FolderRun
 from inference.network import BATCH_WINDOWS, WINDOW, NetworkError, deraining_device, load_network
@@ -114,16 +115,21 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def check_layout(datasets_dir: Path, dataset: str, need_inputs: bool) -> None:
-    """UsageError showing the expected layout when DATASETS_DIR/<dataset> exists but is laid out otherwise."""
+    """UsageError showing the expected layout when DATASETS_DIR/<dataset> exists but is laid out otherwise
+    (what `python -m data.check` says of its test split; only test/target when `need_inputs` is false)."""
     folder = datasets_dir / dataset
     if not folder.is_dir():
         return  # not downloaded: its rows are skipped
-    for part in ("input", "target") if need_inputs else ("target",):
-        sub = folder / "test" / part
-        if not sub.is_dir() or not list_images(sub):
-            found = ", ".join(sorted(p.name for p in folder.iterdir())[:8]) or "nothing"
-            raise UsageError(f"{folder} is not laid out as expected: {sub} has no images (the folder holds "
-                             f"{found}). Expected layout:\n{LAYOUT}")
+    test = folder / "test"
+    if need_inputs:
+        problems = pair_split(test, "order").layout
+    else:
+        problems = [f"no images in {test / 'target'}"] if not (test / "target").is_dir() or not list_images(
+            test / "target") else []
+    if problems:
+        found = ", ".join(sorted(p.name for p in folder.iterdir())[:8]) or "nothing"
+        raise UsageError(f"{folder} is not laid out as expected: {'; '.join(problems)} (the folder holds {found}). "
+                         f"Expected layout (python -m data.prepare {dataset} builds it from the download):\n{LAYOUT}")
 
 
 def select_device(name: str, amp: bool) -> torch.device:

@@ -15,7 +15,7 @@ ALLOWED = {
     "losses": {"utils"},
     "data": {"utils"},
     "inference": {"utils", "models"},  # the deraining pipeline
-    "evaluations": {"utils", "models", "inference"},  # reproduce.py derains the test sets
+    "evaluations": {"utils", "models", "data", "inference"},  # reproduce.py derains the test sets
     "training": {"utils", "models", "losses", "data", "evaluations"},  # the training pipeline
     "webapp": {"utils", "models", "evaluations", "inference"},  # the web app's layer, beside the scripts
 }

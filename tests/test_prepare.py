@@ -20,7 +20,6 @@ from data.check import published_pairs
 from utils.image_io import read_rgb8
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("NERD_SHARED", REPO.parent / "shared"))
 
 
 def _image(seed: int, height: int = 3, width: int = 4) -> np.ndarray:
@@ -396,10 +395,9 @@ def test_module_runs_from_the_command_line(tmp_path):
     assert "Rain200H train: 2 pairs" in result.stdout
 
 
-def test_datasets_json_is_the_shared_copy():
-    shared = SHARED / "paper" / "datasets.json"
-    if not shared.is_file():
-        pytest.skip(f"shared data not found at {SHARED} (set NERD_SHARED)")
+@pytest.mark.shared
+def test_datasets_json_is_the_shared_copy(shared_dir):
+    shared = shared_dir / "paper" / "datasets.json"
     assert json.loads((REPO / "data" / "datasets.json").read_text()) == json.loads(shared.read_text())
 
 

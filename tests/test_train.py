@@ -262,7 +262,7 @@ def test_start_up_check_lists_every_unusable_pair(dataset, tmp_path, capsys, tra
     opt = train_options(dataset, tmp_path / "opt.yml")
     code, out = run_main(capsys, "--opt", str(opt), "--set", f"datasets.train.dir={broken_train_pairs}")
     assert code == train.EXIT_BAD_INPUT and "Traceback" not in out
-    assert "datasets.train: 2 of 4 pairs cannot be used" in out
+    assert f"datasets.train: {broken_train_pairs} cannot be used: " in out  # data.check's message
     assert re.search(r"cannot read image .*img2\.png: not a decodable image", out)
     assert re.search(r"img3\.png is 44x40 but .*img3\.png is 48x28", out)
     assert "--set datasets.train.check=false" in out

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from data.check import check_split, published_pairs
 from data.datasets import DataError, build_dataset
 from utils.options import resolve_path
 from utils.signals import ignore_sigterm, sigterm_blocked
@@ -74,21 +75,26 @@ class Loader(DataLoader):
 
 
 def dataset_from_options(datasets: dict[str, Any], split: str, check: bool = True) -> Dataset:
-    """The dataset of options section `datasets.<split>` ('train': augmented pairs, 'val': centre crops);
-    every pair is read once first when the section's `check` is on and `check` is true."""
+    """The dataset of options section `datasets.<split>` ('train': augmented pairs, 'val': centre crops).
+    With `check` and the section's `check` on, every pair is read once first, as `python -m data.check`
+    reads it (data.check.check_split): DataError names every unusable pair; the split's warnings (a pair
+    count other than the published one, files that differ from its manifest.json) are printed."""
     section = datasets[split]
     args = {k: v for k, v in section.items() if k not in ("batch_size", "num_workers", "check")}
+    root = resolve_path(args["dir"])
     try:
-        dataset = build_dataset({**args, "type": _DATASET_TYPES[split], "dir": resolve_path(args["dir"])})
+        dataset = build_dataset({**args, "type": _DATASET_TYPES[split], "dir": root})
     except DataError as err:
         raise DataError(f"datasets.{split}: {err} (datasets.{split}.dir = {section['dir']}; relative paths "
                         "start at the repository root)") from None
     if check and section["check"]:
-        try:
-            dataset.check(max(section["num_workers"], 1))
-        except DataError as err:
-            raise DataError(f"datasets.{split}: {err}\nFix or remove them, or start without this check "
-                            f"(--set datasets.{split}.check=false: training then stops at the first one).") from None
+        report = check_split(root, section["pairing"], max(section["num_workers"], 1),
+                             published_pairs(root.parent.name, root.name), hashes=False)
+        if not report.usable:
+            raise DataError(f"datasets.{split}: {report.message()}. Or start without this check (--set "
+                            f"datasets.{split}.check=false: training then stops at the first unusable pair).")
+        for warning in report.warnings():
+            print(f"note: datasets.{split}: {warning}")
     return dataset
 
 
