@@ -1,6 +1,6 @@
 """NeRD-Rain: bidirectional multi-scale Transformer with implicit neural representations.
 
-    Xiang Chen, Jinshan Pan, Jiangxin Dong and Jinhui Tang, "Bidirectional Multi-Scale Implicit Neural
+    Xiang Chen, Jinshan Pan and Jiangxin Dong, "Bidirectional Multi-Scale Implicit Neural
     Representations for Image Deraining", CVPR 2024. https://github.com/cschenxiang/NeRD-Rain
 
 Three scales (small: quarter size, mid: half, max: full) each run U-Net passes of Restormer blocks:
