@@ -25,7 +25,7 @@ from inference.network import BATCH_WINDOWS, WINDOW, DerainingNetwork, NetworkEr
 from inference.tiling import check_batch_windows, check_window
 from training.options import load_options
 from utils.device import device_name
-from utils.files import write_json_atomic
+from utils.files import overlap, write_json_atomic
 from utils.image_io import IMAGE_EXTENSIONS, list_images
 from utils.pairing import PairingError, pair_files
 from utils.signals import sigterm_as_interrupt
@@ -91,11 +91,15 @@ def input_images(path: Path) -> tuple[Path, list[Path]]:
     return path, files
 
 
-def check_output_dir(output_dir: Path, input_dir: Path) -> None:
-    """Refuses the input folder itself and anything that is not a folder."""
-    if output_dir.resolve() == input_dir.resolve():
+def check_output_dir(output_dir: Path, input_dir: Path, target_dir: Path | None) -> None:
+    """Refuses an output folder where results would replace or join the images read (links resolved): the
+    input folder itself, or the --target_dir, a folder inside it or one that holds it; and a file."""
+    if overlap(output_dir, input_dir) == "is":  # only sameness: a single image's folder often holds results/
         raise UsageError(f"--output_dir {output_dir} is the input folder; results never go there, "
                          "choose another folder")
+    if target_dir is not None and (how := overlap(output_dir, target_dir)):
+        raise UsageError(f"--output_dir {output_dir} {how} --target_dir {target_dir}; results never go among "
+                         "the clean targets they are scored against, choose another folder")
     if output_dir.exists() and not output_dir.is_dir():
         raise UsageError(f"--output_dir {output_dir} is a file, not a folder")
 
@@ -184,7 +188,7 @@ def setup(args: argparse.Namespace) -> tuple[list[Path], dict[str, Path], Derain
     """All checks that can fail before any image is processed, then the targets and the network."""
     check_arguments(args)
     input_dir, files = input_images(args.input)
-    check_output_dir(args.output_dir, input_dir)
+    check_output_dir(args.output_dir, input_dir, args.target_dir)
     targets = input_targets(files, args.target_dir, args.pair_by_order) if args.target_dir else {}
     try:
         network = load_network(args.weights, args.device, amp=args.amp, channels_last=args.channels_last,

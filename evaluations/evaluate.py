@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from evaluations.metrics import psnr_ssim, resolve_protocol
 from evaluations.niqe import NiqeError, niqe
-from utils.files import write_json_atomic
+from utils.files import overlap, write_json_atomic
 from utils.image_io import read_rgb8, require_images
 from utils.pairing import PairingError, pair_files
 
@@ -71,8 +71,12 @@ def evaluate_folders(result_dir: str | Path, target_dir: str | Path, protocol: s
     shows a tqdm bar. Conversions to 8-bit RGB (16-bit, grayscale, alpha) are logged once per kind.
     with_niqe adds each result's NIQE ("niqe", None where it failed), its mean, "metric":
     "psnr_ssim,niqe", and "failed": [{"name", "error"}] if some results could not be scored.
-    PairingError names what does not pair (and --pair_by_order when the counts would allow it).
+    PairingError names what does not pair (and --pair_by_order when the counts would allow it); ValueError
+    for one folder as both (or one inside the other), whose results would be scored against themselves.
     """
+    if how := overlap(result_dir, target_dir):
+        raise ValueError(f"--result_dir {result_dir} {how} --target_dir {target_dir}: the results would be "
+                         "scored against themselves; give the folder of clean images as --target_dir")
     results, targets = require_images(result_dir), require_images(target_dir)
     try:
         pairing = pair_files(results, targets, "order" if pair_by_order else "stem", ("result_dir", "target_dir"),

@@ -37,7 +37,7 @@ from inference.tiling import check_batch_windows, check_window
 from models import MODELS
 from models.pretrained import DownloadError, fetch, find
 from utils.device import device_name
-from utils.files import write_json_atomic, write_text_atomic
+from utils.files import overlap, write_json_atomic, write_text_atomic
 from utils.image_io import list_images
 from utils.pairing import pair_files
 from utils.signals import sigterm_as_interrupt
@@ -111,6 +111,20 @@ def check_arguments(args: argparse.Namespace) -> None:
             check_layout(args.datasets_dir, dataset, need_inputs=args.results_dir is None)
     if args.output_dir.exists() and not args.output_dir.is_dir():
         raise UsageError(f"--output_dir {args.output_dir} is a file, not a folder")
+    check_apart(args)
+
+
+def check_apart(args: argparse.Namespace) -> None:
+    """UsageError when --output_dir is, lies inside or holds a folder the run reads: a test set's input or
+    target folder, or --results_dir (links resolved)."""
+    read = [] if args.results_dir is None else [("--results_dir", args.results_dir)]
+    if args.datasets_dir is not None:
+        read += [(f"the {dataset} test folder", args.datasets_dir / dataset / "test" / part)
+                 for dataset in args.datasets for part in ("input", "target")]
+    for name, folder in read:
+        if folder.is_dir() and (how := overlap(args.output_dir, folder)):
+            raise UsageError(f"--output_dir {args.output_dir} {how} {name} {folder}; results and scores never go "
+                             "among the images a run reads, choose another folder")
 
 
 def check_layout(datasets_dir: Path, dataset: str, need_inputs: bool) -> None:

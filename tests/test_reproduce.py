@@ -129,6 +129,25 @@ def test_bad_arguments_exit_2(tmp_path, datasets, weights_dir, capsys, args, exp
     assert code == 2 and expected in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("where", ["input", "target"])
+def test_an_output_dir_among_the_test_images_is_refused(tmp_path, datasets, weights_dir, capsys, where):
+    folder = datasets / "Rain200L" / "test" / where
+    before = sorted(p.name for p in folder.iterdir())
+    assert run(datasets, weights_dir, folder / "table1") == 2
+    err = capsys.readouterr().err
+    assert f"--output_dir {folder / 'table1'} lies inside the Rain200L test folder {folder}; results and scores" in err
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def test_an_output_dir_that_is_the_results_dir_is_refused(tmp_path, datasets, fixtures, capsys):
+    results = tmp_path / "results"
+    crop_samples(fixtures, results / "DRSformer" / "Rain200L", tmp_path / "unused")
+    assert reproduce.main(["--results_dir", str(results), "--datasets_dir", str(datasets), "--output_dir",
+                           str(results)]) == 2
+    assert f"--output_dir {results} is --results_dir {results}" in capsys.readouterr().err
+    assert not (results / "table1.json").exists()
+
+
 def test_results_dir_scores_any_methods_images(tmp_path, datasets, fixtures, capsys):
     results = tmp_path / "results"
     # DRSformer's Rain200L results named otherwise than the targets: paired by sorted order

@@ -131,6 +131,28 @@ def test_refuses_to_write_into_the_input_folder(tmp_path, weights, capsys, spell
     assert [p.name for p in (tmp_path / "in").iterdir()] == ["a.png"]
 
 
+@pytest.mark.parametrize("spelling, how", [("same", "is"), ("link", "is"), ("inside", "lies inside"),
+                                           ("around", "holds")])
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_refuses_to_write_among_the_targets(tmp_path, capsys, spelling, how, overwrite, run, rng):
+    """A run into its --target_dir would replace the clean images and score them against themselves."""
+    make_inputs(tmp_path / "in", {"a": (32, 32)}, rng)
+    targets = tmp_path / "around" / "targets"
+    make_inputs(targets, {"a": (32, 32)}, rng)
+    before = (targets / "a.png").read_bytes()
+    output = {"same": targets, "link": tmp_path / "link", "inside": targets / "results",
+              "around": tmp_path / "around"}[spelling]
+    if spelling == "link":
+        output.symlink_to(targets)
+    assert run("--target_dir", str(targets), "--output_dir", str(output), *overwrite) == 2
+    err = capsys.readouterr().err
+    assert f"--output_dir {output} {how} --target_dir {targets}; results never go among the clean targets" in err
+    assert err.count("error:") == 1 and "Traceback" not in err
+    assert sorted(p.relative_to(tmp_path / "around").as_posix() for p in (tmp_path / "around").rglob("*")) == [
+        "targets", "targets/a.png"]
+    assert (targets / "a.png").read_bytes() == before
+
+
 def test_single_file_input(tmp_path, weights, run, rng):
     images = make_inputs(tmp_path / "in", {"a": (40, 40), "b": (40, 40)}, rng)
     assert run("--input", str(tmp_path / "in" / "b.png")) == 0
