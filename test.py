@@ -3,7 +3,7 @@
 python test.py --input_dir DIR|FILE --output_dir DIR --weights FILE|NAME|MODEL.onnx [--win_size 256] [--gpus 0]
                [--target_dir DIR [--protocol A|B|<dataset>] [--pair_by_order]] [--opt YAML] [--device auto|cpu|cuda]
                [--niqe] [--json FILE] [--save_comparison] [--amp] [--channels_last] [--compile] [--overwrite]
-               [--batch_windows N]
+               [--batch_windows N] [--max_pixels N]
 
 Each image is restored window by window (inference/tiling.py) and written as <stem>.png in 8-bit RGB.
 The work is in inference/: network.py loads the network, folder.py derains the images.
@@ -24,9 +24,10 @@ from inference.folder import FolderRun
 from inference.network import BATCH_WINDOWS, WINDOW, DerainingNetwork, NetworkError, load_network
 from inference.tiling import check_batch_windows, check_window
 from training.options import load_options
+from utils.cli import positive_int
 from utils.device import device_name
 from utils.files import overlap, write_json_atomic
-from utils.image_io import IMAGE_EXTENSIONS, list_images
+from utils.image_io import IMAGE_EXTENSIONS, MAX_PIXELS, list_images
 from utils.pairing import PairingError, pair_files
 from utils.signals import sigterm_as_interrupt
 
@@ -70,6 +71,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch_windows", type=int, default=BATCH_WINDOWS,
                         help=f"windows per network call, at least 2 (default {BATCH_WINDOWS}; 0: all windows of "
                              "an image at once, as the authors do); bounds memory, same results on the CPU")
+    parser.add_argument("--max_pixels", type=positive_int, default=MAX_PIXELS,
+                        help=f"largest image read, in pixels (default {MAX_PIXELS:,}: 4096x4096); a bigger one is "
+                             "found from its header, never decoded, and skipped like an unreadable file")
     return parser.parse_args(argv)
 
 
@@ -160,11 +164,11 @@ def score(args: argparse.Namespace, results: list[Path], inputs: dict[str, Path]
     try:
         if targets:
             report = evaluate_pairs([(path, targets[path.stem]) for path in results], args.protocol,
-                                    with_niqe=args.niqe)
+                                    with_niqe=args.niqe, max_pixels=args.max_pixels)
         else:
-            report = niqe_report(results)
+            report = niqe_report(results, max_pixels=args.max_pixels)
         if args.niqe:
-            add_input_niqe(report, [inputs[path.stem] for path in results])
+            add_input_niqe(report, [inputs[path.stem] for path in results], max_pixels=args.max_pixels)
         if args.json:
             write_json_atomic(args.json, report)
     except (ValueError, OSError) as err:
@@ -214,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             files, targets, network = setup(args)
             print(f"{network.description}, windows of {network.window}, on {device_name(network.device)}")
             run = FolderRun(network.network, args.output_dir, network.window, args.batch_windows or None, args.amp,
-                            args.overwrite, targets if args.save_comparison else None)
+                            args.overwrite, targets if args.save_comparison else None, args.max_pixels)
             for path in tqdm(files, desc="deraining", unit="img"):
                 run.process(path)
     except UsageError as err:

@@ -4,7 +4,7 @@ protocol, and put our numbers beside the paper's.
 python -m evaluations.reproduce --datasets_dir Datasets --output_dir results/table1
     [--models NeRD-Rain NeRD-Rain-S] [--datasets Rain200L Rain200H DID-Data DDN-Data SPA-Data]
     [--weights_dir DIR] [--device auto|cpu|cuda] [--win_size 256] [--batch_windows 8] [--amp]
-    [--channels_last] [--compile]
+    [--channels_last] [--compile] [--max_pixels N]
 python -m evaluations.reproduce --results_dir R [--datasets_dir Datasets] --output_dir results/table1
     [--models METHOD ...] [--datasets ...]
 
@@ -36,9 +36,10 @@ from inference.network import BATCH_WINDOWS, WINDOW, NetworkError, deraining_dev
 from inference.tiling import check_batch_windows, check_window
 from models import MODELS
 from models.pretrained import DownloadError, fetch, find
+from utils.cli import positive_int
 from utils.device import device_name
 from utils.files import overlap, write_json_atomic, write_text_atomic
-from utils.image_io import list_images
+from utils.image_io import MAX_PIXELS, list_images
 from utils.pairing import pair_files
 from utils.signals import sigterm_as_interrupt
 
@@ -75,6 +76,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--amp", action="store_true", help="as test.py (bf16 autocast; not the paper's setting)")
     parser.add_argument("--channels_last", action="store_true", help="as test.py")
     parser.add_argument("--compile", action="store_true", help="as test.py")
+    parser.add_argument("--max_pixels", type=positive_int, default=MAX_PIXELS,
+                        help=f"as test.py: largest image read, in pixels (default {MAX_PIXELS:,})")
     return parser.parse_args(argv)
 
 
@@ -168,9 +171,9 @@ def new_row(model: str, dataset: str) -> dict:
             "ssim": None, "paper_psnr": paper[0], "paper_ssim": paper[1], "status": "skipped"}
 
 
-def scored_row(row: dict, pairs: list[tuple[Path, Path]], pairing: str, scores_file: Path) -> dict:
+def scored_row(row: dict, pairs: list[tuple[Path, Path]], pairing: str, scores_file: Path, max_pixels: int) -> dict:
     """The row with the mean PSNR/SSIM of `pairs` (evaluations.evaluate), written to `scores_file` too."""
-    report = evaluate_pairs(pairs, row["dataset"], progress=True)
+    report = evaluate_pairs(pairs, row["dataset"], progress=True, max_pixels=max_pixels)
     report |= {"pairing": pairing, **{key: row[key] for key in ("network", "weights") if key in row}}
     write_json_atomic(scores_file, report)
     return scores_row(row, report)
@@ -237,13 +240,14 @@ def run_network(args: argparse.Namespace, device: torch.device, model: str, data
         print(f"{model} on {dataset}: {row['network']} from {weights}, windows of {network.window}, "
               f"on {device_name(device)}")
         out.mkdir(parents=True, exist_ok=True)
-        run = FolderRun(network.network, out, network.window, args.batch_windows or None, args.amp)
+        run = FolderRun(network.network, out, network.window, args.batch_windows or None, args.amp,
+                        max_pixels=args.max_pixels)
         for inp, _ in tqdm(pairs, desc="deraining", unit="img"):
             run.process(inp)
         print(run.report(device))
         if run.failed:
             return {**row, "status": f"failed: could not restore {len(run.failed)} image(s): {run.failed[0]}"}
-    return scored_row(row, results, pairing, out / "scores.json")
+    return scored_row(row, results, pairing, out / "scores.json", args.max_pixels)
 
 
 def score_results(args: argparse.Namespace, method: str, dataset: str) -> dict:
@@ -255,12 +259,12 @@ def score_results(args: argparse.Namespace, method: str, dataset: str) -> dict:
     scores_file = args.output_dir / method / dataset / "scores.json"
     scores_file.parent.mkdir(parents=True, exist_ok=True)
     if pairs := paired_results(folder):
-        return scored_row(row, pairs, "N_DR with N_GT", scores_file)
+        return scored_row(row, pairs, "N_DR with N_GT", scores_file, args.max_pixels)
     target = args.datasets_dir / dataset / "test" / "target" if args.datasets_dir else None
     if target is None or not target.is_dir():
         return {**row, "status": f"skipped: no targets (give --datasets_dir with {dataset}/test/target)"}
     pairs, pairing, _ = pair_files(list_images(folder), list_images(target), "either", (str(folder), str(target)))
-    return scored_row(row, pairs, pairing, scores_file)
+    return scored_row(row, pairs, pairing, scores_file, args.max_pixels)
 
 
 def markdown(rows: list[dict]) -> str:

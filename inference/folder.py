@@ -11,7 +11,7 @@ from skimage import img_as_ubyte
 from torch import nn
 
 from utils.device import device_name
-from utils.image_io import ImageReadError, read_rgb8, write_png_atomic
+from utils.image_io import MAX_PIXELS, ImageReadError, read_rgb8, write_png_atomic
 
 from .network import WINDOW
 from .tiling import Progress, tiled_forward
@@ -38,15 +38,17 @@ def derain(model: nn.Module, rgb8: np.ndarray, window: int = WINDOW, batch_windo
 class FolderRun:
     """Derains images one by one into `output_dir`, keeping what happened to each for the summary.
 
-    An existing result is skipped unless `overwrite`; an unreadable image is recorded as failed and
-    the run goes on. With `comparison_targets` (stem -> clean image), input | output [| target]
-    panels go to `output_dir/comparison/` too.
+    An existing result is skipped unless `overwrite`; an unreadable image, or one of more than `max_pixels`
+    pixels, is recorded as failed and the run goes on. With `comparison_targets` (stem -> clean image),
+    input | output [| target] panels go to `output_dir/comparison/` too.
     """
 
     def __init__(self, model: nn.Module, output_dir: Path, window: int = WINDOW, batch_windows: int | None = None,
-                 amp: bool = False, overwrite: bool = False, comparison_targets: dict[str, Path] | None = None):
+                 amp: bool = False, overwrite: bool = False, comparison_targets: dict[str, Path] | None = None,
+                 max_pixels: int = MAX_PIXELS):
         self.model, self.output_dir, self.window, self.batch_windows = model, output_dir, window, batch_windows
         self.amp, self.overwrite, self.comparison_targets = amp, overwrite, comparison_targets
+        self.max_pixels = max_pixels
         self.written: list[Path] = []
         self.skipped: list[Path] = []
         self.failed: list[str] = []
@@ -62,7 +64,7 @@ class FolderRun:
             return
         start = time.perf_counter()
         try:
-            rgb, note = read_rgb8(path)
+            rgb, note = read_rgb8(path, self.max_pixels)
             result = derain(self.model, rgb, self.window, self.batch_windows, self.amp)
         except ImageReadError as err:
             self.failed.append(str(err))
@@ -100,7 +102,7 @@ class FolderRun:
         if path is None:
             return None
         try:
-            target, _ = read_rgb8(path)
+            target, _ = read_rgb8(path, self.max_pixels)
         except ImageReadError as err:
             self.notes.append(f"comparison {stem}.png without target: {err}")
             return None

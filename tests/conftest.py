@@ -6,6 +6,7 @@ set (as .ci/run sets it), so that CI cannot go green without them.
 """
 import importlib.util
 import os
+import struct
 import zlib
 from pathlib import Path
 from types import ModuleType
@@ -183,6 +184,21 @@ def epoch_lrs():
             scheduler.step()
         return result
     return rates
+
+
+@pytest.fixture(scope="session")
+def huge_png():
+    """write(path, width, height): a 69-byte PNG whose header declares width x height 8-bit RGB pixels, its
+    pixel data a few zero rows: what a reader must refuse from the header, never decoding it."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    def write(path: Path, width: int, height: int) -> Path:
+        header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, RGB, no interlacing
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(64)))
+                         + chunk(b"IEND", b""))
+        return path
+    return write
 
 
 @pytest.fixture(autouse=True)

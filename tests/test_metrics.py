@@ -132,6 +132,19 @@ def test_more_targets_than_results_scores_the_common_names(tmp_path: Path, capsy
     assert evaluate_folders(res, tar, "A")["unused_targets"] == 2
 
 
+def test_an_image_over_the_pixel_limit_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture, huge_png):
+    res = _folder(tmp_path, "res", {"x": _random_rgb(20, 30, 0)})
+    tar = _folder(tmp_path, "tar", {})
+    huge_png(tar / "x.png", 100_000, 100_000)
+    assert main(["--result_dir", str(res), "--target_dir", str(tar), "--protocol", "A"]) == 2
+    err = capsys.readouterr().err
+    assert f"evaluate: error: cannot read image {tar / 'x.png'}: more than 178,956,970 pixels, over the limit of " \
+           "16,777,216 (--max_pixels)" in err and "Traceback" not in err
+    tar = _folder(tmp_path, "tar2", {"x": _random_rgb(20, 30, 1)})
+    assert main(["--result_dir", str(res), "--target_dir", str(tar), "--protocol", "A", "--max_pixels", "599"]) == 2
+    assert "30x20 = 600 pixels, over the limit of 599 (--max_pixels)" in capsys.readouterr().err
+
+
 def test_format_table():
     report = {"images": [{"name": "long_name.png", "psnr": 30.0, "ssim": 0.9}],
               "mean": {"psnr": 30.0, "ssim": 0.9}, "protocol": "A"}

@@ -104,6 +104,24 @@ def test_broken_files_are_reported_and_the_rest_is_written(tmp_path, capsys, run
     assert "Traceback" not in printed.err
 
 
+def test_images_over_the_pixel_limit_are_skipped_from_their_header(tmp_path, capsys, run, rng, huge_png):
+    make_inputs(tmp_path / "in", {"good": (32, 32), "wide": (20, 60)}, rng)
+    huge_png(tmp_path / "in" / "bomb.png", 100_000, 100_000)  # as a decompression bomb's header
+    huge_png(tmp_path / "in" / "big.png", 5000, 4000)
+    assert run("--max_pixels", "1024") == 1
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["good.png"]
+    printed = capsys.readouterr()
+    assert "could not restore 3 file(s), skipped:" in printed.out
+    for line in ("big.png: 5000x4000 = 20,000,000 pixels, over the limit of 1,024 (--max_pixels)",
+                 "bomb.png: more than 178,956,970 pixels, over the limit of 1,024 (--max_pixels)",
+                 "wide.png: 60x20 = 1,200 pixels, over the limit of 1,024 (--max_pixels)"):
+        assert line in printed.out
+    assert "Traceback" not in printed.err
+    assert run() == 1  # the default limit, 4096x4096, takes wide.png
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.png", "wide.png"]
+    assert "big.png: 5000x4000 = 20,000,000 pixels, over the limit of 16,777,216" in capsys.readouterr().out
+
+
 def test_existing_results_are_never_replaced_without_overwrite(tmp_path, capsys, run, rng):
     make_inputs(tmp_path / "in", {"a": (32, 32), "b": (32, 32)}, rng)
     (tmp_path / "out").mkdir()

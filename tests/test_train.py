@@ -183,6 +183,9 @@ def test_iteration_schedule_without_workers(dataset, tmp_path, capsys, monkeypat
     code, out = run_main(capsys, "--opt", str(opt), "--set", "datasets.train.num_workers=0")
     assert code == 0, out
     assert reuse_calls == ["cpu"]
+    # train_pairs' 48x28 pair: said once, at start-up, from the data check's sizes
+    assert out.count("note: datasets.train: 1 of 2 training pair(s) are smaller than the patch of 32 and are "
+                     "reflect-padded to it") == 1
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-3)
     scheduler = build_scheduler(optimizer, 2, 1, 1e-6, "iteration", iters_per_epoch=2)
     rates = []
@@ -224,6 +227,9 @@ def test_existing_checkpoints_need_resume(full_run, capsys):
     (lambda d, t: ["--resume", str(t / "released.pth")], r"cannot be resumed: it lacks optimizer, scheduler"),
     (lambda d, t: ["--device", "tpu"], r"error: "),
     (lambda d, t: ["--device", "cpu", "--cuda_graph"], r"train\.cuda_graph \(--cuda_graph\): it needs a CUDA device"),
+    (lambda d, t: ["--set", "train.lr=.inf"], r"train\.lr = inf must be a finite number \(set in --set train"),
+    (lambda d, t: ["--set", "train.eta_min=.nan"], r"train\.eta_min = nan must be a finite number"),
+    (lambda d, t: ["--set", "datasets.val.max_pixels=0"], r"datasets\.val\.max_pixels must be at least 1"),
 ])
 def test_bad_input_exits_2_with_one_message(dataset, tmp_path, capsys, setup, expected, train_options,
                                             tiny_weights):
@@ -267,6 +273,21 @@ def test_start_up_check_lists_every_unusable_pair(dataset, tmp_path, capsys, tra
     assert re.search(r"img3\.png is 44x40 but .*img3\.png is 48x28", out)
     assert "--set datasets.train.check=false" in out
     assert not (tmp_path / "exp").exists()  # nothing trained, nothing left behind
+
+
+def test_an_image_over_the_pixel_limit_is_an_unusable_pair(dataset, tmp_path, capsys, train_options,
+                                                           broken_train_pairs, huge_png):
+    opt = train_options(dataset, tmp_path / "opt.yml")
+    huge_png(broken_train_pairs / "input" / "img4.png", 100_000, 100_000)  # a decompression bomb's header
+    (broken_train_pairs / "target" / "img4.png").write_bytes((dataset / "train" / "target" / "img0.png").read_bytes())
+    code, out = run_main(capsys, "--opt", str(opt), "--set", f"datasets.train.dir={broken_train_pairs}",
+                         "datasets.train.max_pixels=1500")
+    assert code == train.EXIT_BAD_INPUT and "Traceback" not in out
+    assert "datasets.train: 4 of 5 pairs cannot be used" in out
+    assert re.search(r"img4\.png: more than 178,956,970 pixels, over the limit of 1,500 \(datasets\.train\.max_pixels\)",
+                     out)
+    assert re.search(r"img0\.png: 44x40 = 1,760 pixels, over the limit of 1,500 \(datasets\.train\.max_pixels\)", out)
+    assert not (tmp_path / "exp").exists()
 
 
 def test_a_worker_that_cannot_read_an_image_ends_the_job(dataset, tmp_path, train_options, broken_train_pairs):

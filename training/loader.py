@@ -79,16 +79,21 @@ def dataset_from_options(datasets: dict[str, Any], split: str, check: bool = Tru
     section = datasets[split]
     args = {k: v for k, v in section.items() if k not in ("batch_size", "num_workers", "check")}
     try:
-        dataset = build_dataset({**args, "type": _DATASET_TYPES[split], "dir": resolve_path(args["dir"])})
+        dataset = build_dataset({**args, "type": _DATASET_TYPES[split], "dir": resolve_path(args["dir"]),
+                                 "limit_name": f"datasets.{split}.max_pixels"})
     except DataError as err:
         raise DataError(f"datasets.{split}: {err} (datasets.{split}.dir = {section['dir']}; relative paths "
                         "start at the repository root)") from None
     if check and section["check"]:
         try:
-            dataset.check(max(section["num_workers"], 1))
+            sizes = dataset.check(max(section["num_workers"], 1))
         except DataError as err:
             raise DataError(f"datasets.{split}: {err}\nFix or remove them, or start without this check "
                             f"(--set datasets.{split}.check=false: training then stops at the first one).") from None
+        patch = section["patch_size"]
+        if split == "train" and (small := sum(min(size) < patch for size in sizes)):
+            print(f"note: datasets.train: {small} of {len(sizes)} training pair(s) are smaller than the patch of "
+                  f"{patch} and are reflect-padded to it (the authors' augmentation)")
     return dataset
 
 
