@@ -8,8 +8,10 @@ python test.py --input_dir DIR|FILE --output_dir DIR --weights FILE|NAME|MODEL.o
 Each image is restored window by window (inference/tiling.py) and written as <stem>.png in 8-bit RGB.
 The work is in inference/: network.py loads the network, folder.py derains the images.
 --target_dir scores the results by PSNR/SSIM; --niqe by the no-reference NIQE of input and result (real rain).
-Exit codes: 0 done, 1 some images could not be restored or scoring failed, 2 bad arguments or files,
-130 interrupted (Ctrl-C or SIGTERM; the results written so far are kept, and a rerun skips them).
+Exit codes: 0 done, 1 some images could not be restored or scoring failed, or a result could not be written
+(e.g. a full disk: the run stops, the results written so far are complete and a rerun skips them), 2 bad
+arguments or files (an output folder that cannot be written too), 130 interrupted (Ctrl-C or SIGTERM; the
+results written so far are kept, and a rerun skips them).
 """
 import argparse
 import sys
@@ -20,13 +22,13 @@ from tqdm import tqdm
 
 from evaluations.evaluate import add_input_niqe, evaluate_pairs, format_table, niqe_report
 from evaluations.metrics import resolve_protocol
-from inference.folder import FolderRun
+from inference.folder import FolderRun, WriteError
 from inference.network import BATCH_WINDOWS, WINDOW, DerainingNetwork, NetworkError, load_network
 from inference.tiling import check_batch_windows, check_window
 from training.options import load_options
 from utils.cli import positive_int
 from utils.device import device_name
-from utils.files import overlap, write_json_atomic
+from utils.files import check_writable, overlap, write_json_atomic
 from utils.image_io import IMAGE_EXTENSIONS, MAX_PIXELS, list_images
 from utils.pairing import PairingError, pair_files
 from utils.signals import sigterm_as_interrupt
@@ -109,11 +111,15 @@ def check_output_dir(output_dir: Path, input_dir: Path, target_dir: Path | None)
 
 
 def make_output_dir(output_dir: Path) -> None:
-    """Creates the output folder (and its parents)."""
+    """Creates the output folder (and its parents) and checks that files can be written in it."""
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UsageError(f"cannot create --output_dir {output_dir}: {err.strerror or err}") from None
+    try:
+        check_writable(output_dir)
+    except OSError as err:
+        raise UsageError(f"cannot write to --output_dir {output_dir}: {err.strerror or err}") from None
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -224,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         print(f"test.py: error: {err}", file=sys.stderr)
         return 2
+    except WriteError as err:
+        print(run.report(network.device))
+        print(f"test.py: error: {err}; stopped after {len(run.written)} result(s) written, all complete (no partial "
+              "file was left). Make room (or fix the folder) and run the same command again to go on: existing "
+              "results are skipped.", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         if run is not None:
             print(run.report(network.device))

@@ -16,8 +16,8 @@ DIR/<Model>/<Dataset>.pth with --weights_dir, else the released ones by name (mo
 the dataset's test/target or, where the folder holds N_DR.png beside N_GT.png, against those.
 OUTPUT_DIR/table1.json and table1.md hold the table; a rerun reuses every pair whose images and scores
 are there. A missing dataset or weights file is skipped (not an error).
-Exit codes: 0 done, 1 some pair failed, 2 bad arguments or a dataset folder laid out otherwise,
-130 interrupted (a rerun goes on).
+Exit codes: 0 done, 1 some pair failed or a file could not be written (e.g. a full disk: the run stops, a
+rerun goes on), 2 bad arguments or a dataset folder laid out otherwise, 130 interrupted (a rerun goes on).
 """
 import argparse
 import json
@@ -31,7 +31,7 @@ from tqdm import tqdm
 from evaluations.evaluate import evaluate_pairs
 from evaluations.metrics import resolve_protocol
 from evaluations.table1 import paper_scores, paper_table
-from inference.folder import FolderRun
+from inference.folder import FolderRun, WriteError
 from inference.network import BATCH_WINDOWS, WINDOW, NetworkError, deraining_device, load_network
 from inference.tiling import check_batch_windows, check_window
 from models import MODELS
@@ -303,11 +303,15 @@ def _cell(row: dict) -> str:
 
 
 def write_table(output_dir: Path, rows: list[dict]) -> str:
-    """table1.json and table1.md, each written atomically; returns the Markdown."""
-    output_dir.mkdir(parents=True, exist_ok=True)
+    """table1.json and table1.md, each written atomically; returns the Markdown. WriteError if one cannot be."""
     text = markdown(rows)
-    write_json_atomic(output_dir / "table1.json", {"rows": rows})
-    write_text_atomic(output_dir / "table1.md", text + "\n")
+    for path, write in ((output_dir / "table1.json", lambda path: write_json_atomic(path, {"rows": rows})),
+                        (output_dir / "table1.md", lambda path: write_text_atomic(path, text + "\n"))):
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            write(path)
+        except OSError as err:
+            raise WriteError(path, err) from None
     return text
 
 
@@ -336,14 +340,19 @@ def main(argv: list[str] | None = None) -> int:
                         f", {row['images']} images, PSNR {row['psnr']:.2f}, SSIM {row['ssim']:.4f} "
                         f"({row['pairing']})" if row["status"] == "done" else ""))
                     write_table(args.output_dir, rows)
+            table = write_table(args.output_dir, rows)  # also when no pair ran
     except UsageError as err:
         print(f"reproduce: error: {err}", file=sys.stderr)
         return 2
+    except WriteError as err:
+        print(f"reproduce: error: {err}; the run stopped after {len(rows)} pair(s), and what was written is "
+              "complete. Make room and run the same command again to go on.", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"reproduce: interrupted after {len(rows)} pair(s); {args.output_dir}/table1.json holds them. "
               "Run the same command again to go on.", file=sys.stderr)
         return 130
-    print(write_table(args.output_dir, rows))
+    print(table)
     return 1 if any(row["status"].startswith("failed") for row in rows) else 0
 
 

@@ -16,6 +16,15 @@ from utils.image_io import MAX_PIXELS, ImageReadError, read_rgb8, write_png_atom
 from .network import WINDOW
 from .tiling import Progress, tiled_forward
 
+class WriteError(Exception):
+    """A result that cannot be written (a full disk, a folder that became read-only): the run stops, since
+    every later image would fail the same way. The message names the file and the cause."""
+
+    def __init__(self, path: Path, err: OSError):
+        self.path = path
+        super().__init__(f"cannot write {path}: {err.strerror or err}")
+
+
 def to_tensor(rgb8: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1], with torchvision's to_tensor as the authors."""
     return TF.to_tensor(rgb8).unsqueeze(0)
@@ -39,7 +48,8 @@ class FolderRun:
     """Derains images one by one into `output_dir`, keeping what happened to each for the summary.
 
     An existing result is skipped unless `overwrite`; an unreadable image, or one of more than `max_pixels`
-    pixels, is recorded as failed and the run goes on. With `comparison_targets` (stem -> clean image),
+    pixels, is recorded as failed and the run goes on. A result that cannot be written raises WriteError
+    (atomic writes: no partial file is left). With `comparison_targets` (stem -> clean image),
     input | output [| target] panels go to `output_dir/comparison/` too.
     """
 
@@ -80,6 +90,8 @@ class FolderRun:
         except FileExistsError:  # appeared since the check above: still never replaced
             self.skipped.append(out_path)
             return
+        except OSError as err:
+            raise WriteError(out_path, err) from None
         self.seconds += time.perf_counter() - start
         self.written.append(out_path)
         if self.comparison_targets is not None:
@@ -89,12 +101,14 @@ class FolderRun:
         """input | output [| target] side by side, in OUTPUT_DIR/comparison/<stem>.png."""
         target = self.comparison_target(stem, rgb.shape)
         panels = [rgb, result] if target is None else [rgb, result, target]
-        folder = self.output_dir / "comparison"
-        folder.mkdir(exist_ok=True)
+        path = self.output_dir / "comparison" / f"{stem}.png"
         try:
-            write_png_atomic(folder / f"{stem}.png", np.concatenate(panels, axis=1), overwrite=self.overwrite)
+            path.parent.mkdir(exist_ok=True)
+            write_png_atomic(path, np.concatenate(panels, axis=1), overwrite=self.overwrite)
         except FileExistsError as err:
             self.notes.append(f"comparison not written: {err}")
+        except OSError as err:
+            raise WriteError(path, err) from None
 
     def comparison_target(self, stem: str, shape: tuple[int, ...]) -> np.ndarray | None:
         """The target with this stem, if there is one that reads and has the input's size."""

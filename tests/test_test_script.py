@@ -306,6 +306,29 @@ def test_ctrl_c_stops_cleanly_keeps_what_was_written_and_leaves_no_partial_file(
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
 
 
+def test_a_full_disk_stops_the_run_keeping_the_complete_results(tmp_path, capsys, run, rng, small_disk):
+    make_inputs(tmp_path / "in", {"a": (16, 16), "b": (96, 96), "c": (16, 16)}, rng)
+    disk = small_disk("16k")  # a.png (under 1 kB) fits, b.png (27 kB of noise) does not
+    assert run("--output_dir", str(disk)) == 1
+    err = capsys.readouterr().err
+    assert (f"test.py: error: cannot write {disk / 'b.png'}: No space left on device; stopped after 1 result(s) "
+            "written, all complete (no partial file was left)") in err and "Traceback" not in err
+    assert [p.name for p in disk.iterdir()] == ["a.png"]
+
+
+def test_an_output_dir_that_cannot_be_written_is_refused_before_the_first_image(tmp_path, weights, rng,
+                                                                                  without_dac_override):
+    make_inputs(tmp_path / "in", {"a": (20, 20)}, rng)
+    (tmp_path / "out").mkdir(mode=0o555)
+    done = subprocess.run([*without_dac_override, sys.executable, "test.py", "--input_dir", str(tmp_path / "in"),
+                           "--output_dir", str(tmp_path / "out"), "--weights", str(weights), "--win_size", "32",
+                           "--device", "cpu"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (f"test.py: error: cannot write to --output_dir {tmp_path / 'out'}: "
+                                                    "Permission denied")
+    assert "deraining" not in done.stderr and not any((tmp_path / "out").iterdir())
+
+
 def test_save_comparison(tmp_path, run, rng):
     make_inputs(tmp_path / "in", {"a": (32, 40), "b": (24, 30)}, rng)
     make_inputs(tmp_path / "targets", {"a": (32, 40), "b": (20, 20)}, rng)
