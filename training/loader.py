@@ -66,8 +66,10 @@ class Loader(DataLoader):
         forever when it exits. So the ones still alive after it are killed.
         """
         for iterator in list(self._iterators):
+            if not hasattr(iterator, "_shutdown_workers"):  # num_workers 0: a single-process iterator, no workers
+                continue
             iterator._shutdown_workers()
-            for worker in getattr(iterator, "_workers", ()):
+            for worker in iterator._workers:
                 if worker.is_alive():
                     worker.kill()
                     worker.join()
