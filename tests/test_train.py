@@ -157,6 +157,74 @@ def test_sigterm_to_the_process_group_saves_latest(dataset, tmp_path, train_opti
     assert (tmp_path / "exp" / "model_latest.pth").is_file()
 
 
+def test_sigterm_without_workers_saves_latest_and_exits_130(dataset, tmp_path, capsys, monkeypatch, train_options):
+    """num_workers 0: the loader's single-process iterator has no workers to shut down."""
+    opt = train_options(dataset, tmp_path / "opt.yml")
+    calls, step = [], trainer.Trainer.step
+
+    def terminated(self, batch, epoch):
+        calls.append(epoch)
+        if len(calls) == 3:  # epoch 2, its first batch
+            os.kill(os.getpid(), signal.SIGTERM)  # train.py maps it to KeyboardInterrupt, as a scheduler's
+        return step(self, batch, epoch)
+
+    monkeypatch.setattr(trainer.Trainer, "step", terminated)
+    code, out = run_main(capsys, "--opt", str(opt), "--set", "datasets.train.num_workers=0")
+    assert code == train.EXIT_INTERRUPTED and "error: interrupted" in out and "Traceback" not in out
+    assert "continue with --resume auto" in out
+    latest = torch.load(tmp_path / "exp" / "model_latest.pth", weights_only=True)
+    assert latest["epoch"] == 1 and latest["batches_done"] in (0, 1)
+
+
+def test_a_full_disk_while_saving_stops_with_the_last_complete_checkpoint(dataset, tmp_path, capsys, train_options,
+                                                                          small_disk):
+    """A real full disk: torch reports it as "[enforce fail at inline_container.cc...]"; the run names the file,
+    the cause and the intact checkpoint, and leaves no temporary file."""
+    disk = small_disk("32m")  # epoch 1's two checkpoints of 9.3 MB fit, epoch 2's model_epoch_2 and latest do not
+    opt = train_options(dataset, tmp_path / "opt.yml", save_every=2)
+    code, out = run_main(capsys, "--opt", str(opt), "--set", f"paths.experiment={disk / 'exp'}")
+    assert code == train.EXIT_FAILED and "Traceback" not in out and out.count("error: ") == 1
+    latest = disk / "exp" / "model_latest.pth"
+    assert re.search(rf"error: cannot write {disk / 'exp'}/model_(epoch_2|latest)\.pth: No space left on device; the "
+                     rf"last complete checkpoint is {latest} \(epoch 1 done\); once there is room, continue with "
+                     r"--resume auto", out), out
+    assert torch.load(latest, weights_only=True)["epoch"] == 1
+    assert not [p.name for p in (disk / "exp").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_an_experiment_folder_that_cannot_be_written_exits_2(dataset, tmp_path, capsys, train_options,
+                                                             without_dac_override):
+    opt = train_options(dataset, tmp_path / "opt.yml", epochs=2)
+    (tmp_path / "a_file").write_text("not a folder")
+    code, out = run_main(capsys, "--opt", str(opt), "--set", f"paths.experiment={tmp_path / 'a_file'}")
+    assert code == train.EXIT_BAD_INPUT and "Traceback" not in out
+    assert f"error: cannot train into paths.experiment {tmp_path / 'a_file'}: it is a file, not a folder; " in out
+    locked = tmp_path / "read_only"
+    locked.mkdir(mode=0o555)
+    done = subprocess.run([*without_dac_override, sys.executable, "train.py", "--opt", str(opt), "--device", "cpu",
+                           "--set", f"paths.experiment={locked / 'exp'}"], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == train.EXIT_BAD_INPUT, done.stderr
+    assert f"error: cannot train into paths.experiment {locked / 'exp'}: Permission denied;" in done.stderr
+    assert "Traceback" not in done.stderr and not any(locked.iterdir())
+
+
+def test_stale_temporaries_of_an_interrupted_save_are_removed(full_run, tmp_path, capsys):
+    exp = tmp_path / "exp"
+    shutil.copytree(full_run, exp)
+    stale = [exp / ".model_best.pth.0123456789ab.tmp", exp / ".metrics.csv.ba9876543210.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    (exp / ".keep.tmp").write_text("not ours")  # not atomic_save's name: kept
+    opt = tmp_path / "opt.yml"
+    opt.write_text((full_run.parent / "opt.yml").read_text().replace(str(full_run), str(exp)))
+    code, out = run_main(capsys, "--opt", str(opt), "--resume")
+    assert code == 0, out
+    assert (f"note: removed 2 stale temporary file(s) left in {exp} by an interrupted save: "
+            ".metrics.csv.ba9876543210.tmp, .model_best.pth.0123456789ab.tmp") in out
+    assert not any(path.exists() for path in stale) and (exp / ".keep.tmp").exists()
+
+
 def test_non_finite_loss_stops_and_saves_nothing(dataset, tmp_path, capsys, monkeypatch, train_options):
     opt = train_options(dataset, tmp_path / "opt.yml")
     forward, calls = MultiScaleLoss.forward, []
