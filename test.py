@@ -142,13 +142,16 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def input_targets(files: list[Path], target_dir: Path, by_order: bool) -> dict[str, Path]:
-    """Input stem -> its clean image in `target_dir`, by stem (extra targets allowed) or by sorted order."""
+    """Input stem -> its clean image in `target_dir`, by stem (extra targets allowed, and counted as
+    evaluations.evaluate counts them) or by sorted order."""
     try:
         pairing = pair_files(files, list_images(target_dir), "order" if by_order else "stem",
                              sides=("the inputs", "--target_dir"), extra_second=True)
     except PairingError as err:
         hint = " (to pair files by sorted order instead: --pair_by_order)" if err.same_count and not by_order else ""
         raise UsageError(f"cannot pair the inputs with --target_dir {target_dir}: {err}{hint}") from None
+    if pairing.unused:
+        print(f"{len(pairing.unused)} image(s) of --target_dir have no input and are not scored")
     return {inp.stem: target for inp, target in pairing.pairs}
 
 

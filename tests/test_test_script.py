@@ -207,7 +207,21 @@ def test_scores_only_this_runs_images(tmp_path, capsys, run, rng):
     make_inputs(tmp_path / "targets", {"a": (32, 32), "b": (16, 16)}, rng)  # more targets than inputs
     make_inputs(tmp_path / "out", {"stale": (24, 24)}, rng)  # an older result with no target
     assert run("--target_dir", str(tmp_path / "targets")) == 0
-    assert "mean (1 images)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "mean (1 images)" in out
+    assert "1 image(s) of --target_dir have no input and are not scored" in out  # as evaluate counts them
+
+
+def test_amp_with_an_onnx_model_is_refused_before_any_note(tmp_path, capsys, run, rng):
+    """The PyTorch-only flags are refused before the file is opened: no ONNX export needed."""
+    make_inputs(tmp_path / "in", {"a": (20, 20)}, rng)
+    assert run("--amp", "--weights", str(tmp_path / "model.onnx")) == 2
+    err = capsys.readouterr().err
+    onnx = tmp_path / "model.onnx"
+    assert f"test.py: error: --amp applies to PyTorch checkpoints, not to the ONNX model {onnx}" in err
+    assert "leave it out" in err and "bf16" not in err and err.count("\n") == 1
+    assert run("--amp", "--compile", "--weights", str(tmp_path / "model.onnx")) == 2
+    assert "--amp, --compile apply to PyTorch checkpoints" in capsys.readouterr().err
 
 
 def test_unpaired_targets_fail_before_the_first_image(tmp_path, capsys, run, rng):

@@ -202,8 +202,8 @@ def test_an_experiment_folder_that_cannot_be_written_exits_2(dataset, tmp_path, 
     locked = tmp_path / "read_only"
     locked.mkdir(mode=0o555)
     done = subprocess.run([*without_dac_override, sys.executable, "train.py", "--opt", str(opt), "--device", "cpu",
-                           "--set", f"paths.experiment={locked / 'exp'}"], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=300)
+                           "--set", f"paths.experiment={locked / 'exp'}"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == train.EXIT_BAD_INPUT, done.stderr
     assert f"error: cannot train into paths.experiment {locked / 'exp'}: Permission denied;" in done.stderr
     assert "Traceback" not in done.stderr and not any(locked.iterdir())
@@ -352,8 +352,8 @@ def test_an_image_over_the_pixel_limit_is_an_unusable_pair(dataset, tmp_path, ca
                          "datasets.train.max_pixels=1500")
     assert code == train.EXIT_BAD_INPUT and "Traceback" not in out
     assert "datasets.train: 4 of 5 pairs cannot be used" in out
-    assert re.search(r"img4\.png: more than 178,956,970 pixels, over the limit of 1,500 \(datasets\.train\.max_pixels\)",
-                     out)
+    assert re.search(r"img4\.png: more than 178,956,970 pixels, over the limit of 1,500 "
+                     r"\(datasets\.train\.max_pixels\)", out)
     assert re.search(r"img0\.png: 44x40 = 1,760 pixels, over the limit of 1,500 \(datasets\.train\.max_pixels\)", out)
     assert not (tmp_path / "exp").exists()
 
