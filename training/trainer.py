@@ -78,7 +78,7 @@ class Trainer:
         scheduler = build_scheduler(optimizer, self.cfg["epochs"], self.cfg["warmup_epochs"], self.cfg["eta_min"],
                                     self.cfg["schedule"], len(self.train_loader))
         self.state = TrainingState(self.net, optimizer, scheduler)
-        self.last_complete: str | None = None  # the last checkpoint a run can go on from, with its progress
+        self.last_complete: tuple[Path, str] | None = None  # the last checkpoint written whole, and its progress
 
     @property
     def progress(self) -> Progress:
@@ -92,8 +92,7 @@ class Trainer:
         path = self.exp_dir / name
         with self.writing(path):
             save_checkpoint(path, **self.state.state_dict(), options=self.opt)
-        if name == LATEST:
-            self.last_complete = f"{path} ({self.progress})"
+        self.last_complete = path, str(self.progress)
 
     @contextlib.contextmanager
     def writing(self, path: Path) -> Iterator[None]:
@@ -101,15 +100,19 @@ class Trainer:
         try:
             yield
         except OSError as err:
-            intact = (f"the last complete checkpoint is {self.last_complete}; once there is room, continue with "
-                      "--resume auto" if self.last_complete else "no checkpoint was saved yet")
+            intact = "no checkpoint was saved yet"
+            if self.last_complete:  # every checkpoint holds all that resuming needs (TrainingState)
+                last, progress = self.last_complete
+                resume = "auto" if last == self.exp_dir / LATEST else str(last)
+                intact = (f"the last complete checkpoint is {last} ({progress}); once there is room, continue with "
+                          f"--resume {resume}")
             raise WriteError(f"cannot write {path}: {err.strerror or err}; {intact}") from None
 
     def resume(self, path: Path, checkpoint: dict[str, Any]) -> None:
         """Continues the run saved in `checkpoint` (read from `path`)."""
         self.state.load_state_dict(checkpoint, path)
         p = self.progress
-        self.last_complete = f"{path} ({p})"
+        self.last_complete = path, str(p)
         self.log(f"resumed from {path}: {p}, best val PSNR {p.best_psnr:.2f} dB")
         if changed := options_diff(checkpoint.get("options", {}), self.opt):
             self.log("note: options differ from the checkpoint's (the optimizer and learning-rate schedule go on "
