@@ -9,7 +9,9 @@ weights by name (downloaded on first use: models/pretrained.py). Needs gradio
 Exit codes: 0 stopped with Ctrl-C or SIGTERM, 2 bad arguments or gradio missing.
 """
 import argparse
+import errno
 import signal
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -17,6 +19,7 @@ from pathlib import Path
 import torch
 
 from inference.network import deraining_device
+from utils.cli import port, positive_int
 from webapp.jobs import MAX_PIXELS, Deraining, weight_choices
 
 INSTALL = "pip install -r requirements-app.txt"
@@ -29,18 +32,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "if trained, and the released names are always offered)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to serve on (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
+    parser.add_argument("--port", type=port, default=7860, help="port to serve on, 1 to 65535 (default 7860)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--max_pixels", type=int, default=MAX_PIXELS,
+    parser.add_argument("--max_pixels", type=positive_int, default=MAX_PIXELS,
                         help=f"largest image taken, in pixels (default {MAX_PIXELS:,}: 4096x4096)")
     return parser.parse_args(argv)
 
 
 def setup(args: argparse.Namespace) -> tuple[dict[str, str], torch.device]:
-    """The weights on offer and the device, as test.py sets it up (inference.network); ValueError if bad."""
-    if args.max_pixels < 1:
-        raise ValueError(f"--max_pixels must be positive, got {args.max_pixels}")
+    """The weights on offer and the device, as test.py sets it up (inference.network), once --host and
+    --port can be served on; ValueError if bad."""
+    check_address(args.host, args.port)
     return weight_choices(args.weights), deraining_device(args.device)
+
+
+def check_address(host: str, port: int) -> None:
+    """ValueError naming --host or --port when nothing can listen there. gradio tries the same, but any
+    failure becomes its "Cannot find empty port", with a fix (its environment variable) this app does not use."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as err:
+        raise ValueError(f"--host {host}: not an address of this machine ({err.strerror})") from None
+    try:
+        socket.create_server((host, port), family=family).close()
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise ValueError(f"--port {port}: the port is in use on {host} (another server?); choose another "
+                             "with --port N") from None
+        raise ValueError(f"cannot serve on {host}:{port} (--host, --port): {err.strerror}") from None
 
 
 def stop(signum: int, frame: object) -> None:
@@ -74,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         try:
             serve(page, args.host, args.port)
-        except OSError as err:  # gradio: the port is taken, or the host is not an address here
-            print(f"app.py: error: cannot serve on {args.host}:{args.port}: {err}", file=sys.stderr)
+        except OSError:  # taken since check_address (gradio's message would name its environment variable)
+            print(f"app.py: error: cannot serve on {args.host}:{args.port}: the port was taken since start-up; "
+                  "choose another with --port N", file=sys.stderr)
             return 2
     return 0
 

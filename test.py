@@ -3,13 +3,15 @@
 python test.py --input_dir DIR|FILE --output_dir DIR --weights FILE|NAME|MODEL.onnx [--win_size 256] [--gpus 0]
                [--target_dir DIR [--protocol A|B|<dataset>] [--pair_by_order]] [--opt YAML] [--device auto|cpu|cuda]
                [--niqe] [--json FILE] [--save_comparison] [--amp] [--channels_last] [--compile] [--overwrite]
-               [--batch_windows N]
+               [--batch_windows N] [--max_pixels N]
 
 Each image is restored window by window (inference/tiling.py) and written as <stem>.png in 8-bit RGB.
 The work is in inference/: network.py loads the network, folder.py derains the images.
 --target_dir scores the results by PSNR/SSIM; --niqe by the no-reference NIQE of input and result (real rain).
-Exit codes: 0 done, 1 some images could not be restored or scoring failed, 2 bad arguments or files,
-130 interrupted (Ctrl-C or SIGTERM; the results written so far are kept, and a rerun skips them).
+Exit codes: 0 done, 1 some images could not be restored or scoring failed, or a result could not be written
+(e.g. a full disk: the run stops, the results written so far are complete and a rerun skips them), 2 bad
+arguments or files (an output folder that cannot be written too), 130 interrupted (Ctrl-C or SIGTERM; the
+results written so far are kept, and a rerun skips them).
 """
 import argparse
 import sys
@@ -20,13 +22,14 @@ from tqdm import tqdm
 
 from evaluations.evaluate import add_input_niqe, evaluate_pairs, format_table, niqe_report
 from evaluations.metrics import resolve_protocol
-from inference.folder import FolderRun
+from inference.folder import FolderRun, WriteError
 from inference.network import BATCH_WINDOWS, WINDOW, DerainingNetwork, NetworkError, load_network
 from inference.tiling import check_batch_windows, check_window
 from training.options import load_options
+from utils.cli import positive_int
 from utils.device import device_name
-from utils.files import write_json_atomic
-from utils.image_io import IMAGE_EXTENSIONS, list_images
+from utils.files import check_writable, overlap, write_json_atomic
+from utils.image_io import IMAGE_EXTENSIONS, MAX_PIXELS, list_images
 from utils.pairing import PairingError, pair_files
 from utils.signals import sigterm_as_interrupt
 
@@ -70,6 +73,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch_windows", type=int, default=BATCH_WINDOWS,
                         help=f"windows per network call, at least 2 (default {BATCH_WINDOWS}; 0: all windows of "
                              "an image at once, as the authors do); bounds memory, same results on the CPU")
+    parser.add_argument("--max_pixels", type=positive_int, default=MAX_PIXELS,
+                        help=f"largest image read, in pixels (default {MAX_PIXELS:,}: 8192x8192); a bigger one is "
+                             "found from its header, never decoded, and skipped like an unreadable file")
     return parser.parse_args(argv)
 
 
@@ -91,21 +97,29 @@ def input_images(path: Path) -> tuple[Path, list[Path]]:
     return path, files
 
 
-def check_output_dir(output_dir: Path, input_dir: Path) -> None:
-    """Refuses the input folder itself and anything that is not a folder."""
-    if output_dir.resolve() == input_dir.resolve():
+def check_output_dir(output_dir: Path, input_dir: Path, target_dir: Path | None) -> None:
+    """Refuses an output folder where results would replace or join the images read (links resolved): the
+    input folder itself, or the --target_dir, a folder inside it or one that holds it; and a file."""
+    if overlap(output_dir, input_dir) == "is":  # only sameness: a single image's folder often holds results/
         raise UsageError(f"--output_dir {output_dir} is the input folder; results never go there, "
                          "choose another folder")
+    if target_dir is not None and (how := overlap(output_dir, target_dir)):
+        raise UsageError(f"--output_dir {output_dir} {how} --target_dir {target_dir}; results never go among "
+                         "the clean targets they are scored against, choose another folder")
     if output_dir.exists() and not output_dir.is_dir():
         raise UsageError(f"--output_dir {output_dir} is a file, not a folder")
 
 
 def make_output_dir(output_dir: Path) -> None:
-    """Creates the output folder (and its parents)."""
+    """Creates the output folder (and its parents) and checks that files can be written in it."""
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UsageError(f"cannot create --output_dir {output_dir}: {err.strerror or err}") from None
+    try:
+        check_writable(output_dir)
+    except OSError as err:
+        raise UsageError(f"cannot write to --output_dir {output_dir}: {err.strerror or err}") from None
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -128,13 +142,16 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def input_targets(files: list[Path], target_dir: Path, by_order: bool) -> dict[str, Path]:
-    """Input stem -> its clean image in `target_dir`, by stem (extra targets allowed) or by sorted order."""
+    """Input stem -> its clean image in `target_dir`, by stem (extra targets allowed, and counted as
+    evaluations.evaluate counts them) or by sorted order."""
     try:
         pairing = pair_files(files, list_images(target_dir), "order" if by_order else "stem",
                              sides=("the inputs", "--target_dir"), extra_second=True)
     except PairingError as err:
         hint = " (to pair files by sorted order instead: --pair_by_order)" if err.same_count and not by_order else ""
         raise UsageError(f"cannot pair the inputs with --target_dir {target_dir}: {err}{hint}") from None
+    if pairing.unused:
+        print(f"{len(pairing.unused)} image(s) of --target_dir have no input and are not scored")
     return {inp.stem: target for inp, target in pairing.pairs}
 
 
@@ -156,11 +173,11 @@ def score(args: argparse.Namespace, results: list[Path], inputs: dict[str, Path]
     try:
         if targets:
             report = evaluate_pairs([(path, targets[path.stem]) for path in results], args.protocol,
-                                    with_niqe=args.niqe)
+                                    with_niqe=args.niqe, max_pixels=args.max_pixels)
         else:
-            report = niqe_report(results)
+            report = niqe_report(results, max_pixels=args.max_pixels)
         if args.niqe:
-            add_input_niqe(report, [inputs[path.stem] for path in results])
+            add_input_niqe(report, [inputs[path.stem] for path in results], max_pixels=args.max_pixels)
         if args.json:
             write_json_atomic(args.json, report)
     except (ValueError, OSError) as err:
@@ -184,7 +201,7 @@ def setup(args: argparse.Namespace) -> tuple[list[Path], dict[str, Path], Derain
     """All checks that can fail before any image is processed, then the targets and the network."""
     check_arguments(args)
     input_dir, files = input_images(args.input)
-    check_output_dir(args.output_dir, input_dir)
+    check_output_dir(args.output_dir, input_dir, args.target_dir)
     targets = input_targets(files, args.target_dir, args.pair_by_order) if args.target_dir else {}
     try:
         network = load_network(args.weights, args.device, amp=args.amp, channels_last=args.channels_last,
@@ -210,12 +227,18 @@ def main(argv: list[str] | None = None) -> int:
             files, targets, network = setup(args)
             print(f"{network.description}, windows of {network.window}, on {device_name(network.device)}")
             run = FolderRun(network.network, args.output_dir, network.window, args.batch_windows or None, args.amp,
-                            args.overwrite, targets if args.save_comparison else None)
+                            args.overwrite, targets if args.save_comparison else None, args.max_pixels)
             for path in tqdm(files, desc="deraining", unit="img"):
                 run.process(path)
     except UsageError as err:
         print(f"test.py: error: {err}", file=sys.stderr)
         return 2
+    except WriteError as err:
+        print(run.report(network.device))
+        print(f"test.py: error: {err}; stopped after {len(run.written)} result(s) written, all complete (no partial "
+              "file was left). Make room (or fix the folder) and run the same command again to go on: existing "
+              "results are skipped.", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         if run is not None:
             print(run.report(network.device))

@@ -11,8 +11,10 @@ authors' checkpoint format plus what resuming needs. Epoch e's data order and au
 on (train.seed, e), not on the number of processes (training/sampler.py), so resuming continues exactly.
 Rank 0 alone checks the data, validates, logs and saves. Ctrl-C or SIGTERM saves model_latest.pth
 mid-epoch; a non-finite loss stops the run before the step, saving nothing. The run itself is
-training/trainer.py; this file is its command line. Exit codes: 0 done, 1 non-finite loss or a lost
-process, 2 bad input (options, data, checkpoint), 130 interrupted.
+training/trainer.py; this file is its command line. Exit codes: 0 done, 1 non-finite loss, a lost
+process, or a file of the experiment that could not be written (e.g. a full disk; the message names the
+last complete checkpoint, which is intact), 2 bad input (options, data, checkpoint, an experiment folder
+that cannot be written), 130 interrupted.
 """
 import argparse
 import sys
@@ -24,7 +26,7 @@ from training.experiment import ExperimentError, started_experiment
 from training.loader import check_datasets, worker_error_message
 from training.options import load_options
 from training.state import ResumeError
-from training.trainer import InputError, NonFiniteLossError, Trainer
+from training.trainer import InputError, NonFiniteLossError, Trainer, WriteError
 from utils.device import resolve_device, reuse_freed_cpu_memory
 from utils.options import OptionsError, resolve_path
 from utils.signals import sigterm_as_interrupt
@@ -34,7 +36,8 @@ EXIT_NON_FINITE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 1, 2, 130
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Train NeRD-Rain.", epilog="Exit codes: 0 done, 1 non-finite "
-                                "loss or a lost process, 2 bad input, 130 interrupted (model_latest.pth saved).")
+                                "loss, a lost process or a failed write (a full disk), 2 bad input, 130 interrupted "
+                                "(model_latest.pth saved).")
     p.add_argument("--opt", required=True, help="options YAML, e.g. options/rain200l.yml")
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override options, e.g. --set train.lr=2e-4 datasets.train.batch_size=4")
@@ -83,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteLossError as err:
         report(str(err))
         return EXIT_NON_FINITE
+    except WriteError as err:
+        report(str(err))
+        return EXIT_FAILED
     except RuntimeError as err:
         if not lost_peer(err):
             raise

@@ -1,6 +1,6 @@
 """Checks prepared dataset splits, <Datasets>/<Name>/<split>/{input,target}, and prints a table per dataset.
 
-python -m data.check Datasets [NAME...] [--threads 8]
+python -m data.check Datasets [NAME...] [--threads 8] [--max_pixels N]
 
 Each split folder is checked as train.py and evaluations.reproduce read it: every rainy image in input/
 has a clean image of the same file stem in target/, both decode, and both have the same size. The table
@@ -30,7 +30,8 @@ from typing import Any, TypeVar
 
 from tqdm import tqdm
 
-from utils.image_io import ImageReadError, list_images, read_rgb8
+from utils.image_io import MAX_PIXELS, ImageReadError, list_images, read_rgb8
+from utils.cli import positive_int
 from utils.pairing import PairingError, pair_files
 from utils.signals import sigterm_as_interrupt
 
@@ -152,6 +153,7 @@ class SplitReport:
     published: int | None = None
     manifest: ManifestComparison | None = None
     files: list[Path] = field(default_factory=list, repr=False)  # every image found in input/ and target/
+    sizes: list[tuple[int, int]] = field(default_factory=list, repr=False)  # (height, width) of each usable pair
 
     @property
     def usable(self) -> bool:
@@ -269,10 +271,12 @@ def pair_split(root: str | os.PathLike, pairing: str = "stem") -> SplitReport:
 
 
 def check_split(root: str | os.PathLike, pairing: str = "stem", threads: int = 8, published: int | None = None,
-                hashes: bool = True, progress: bool = True) -> SplitReport:
+                hashes: bool = True, progress: bool = True, max_pixels: int = MAX_PIXELS,
+                limit_name: str = "--max_pixels") -> SplitReport:
     """Inspects the split folder `root` (input/ rainy, target/ clean): pairs it as pair_split does, decodes
-    every paired image once in `threads` threads, and compares the files with `root`/manifest.json when
-    there is one (sizes always, SHA-256 too with `hashes`).
+    every paired image once in `threads` threads (an image over `max_pixels`, the limit `limit_name` sets, is
+    undecodable), and compares the files with `root`/manifest.json when there is one (sizes always, SHA-256
+    too with `hashes`).
 
     `published` is the expected pair count, for the report's warnings (published_pairs(name, split)).
     Never raises for a bad split: the report says what is wrong (report.usable, report.message()).
@@ -282,24 +286,30 @@ def check_split(root: str | os.PathLike, pairing: str = "stem", threads: int = 8
     recorded = _read_manifest(report.root)
     want_hashes = hashes and isinstance(recorded, dict)
 
-    def inspect(pair: tuple[Path, Path]) -> tuple[list[tuple[Path, str]], str | None, dict[Path, str]]:
+    def inspect(pair: tuple[Path, Path]) -> tuple[list[tuple[Path, str]], tuple[int, int] | str | None,
+                                                  dict[Path, str]]:
+        """Undecodable files, the pair's size (or its size mismatch, or None), and the files' hashes."""
         bad, shapes, digests = [], [], {}
         for path in pair:
             try:
-                shapes.append(read_rgb8(path)[0].shape[:2])
+                shapes.append(read_rgb8(path, max_pixels, limit_name)[0].shape[:2])
             except ImageReadError as err:
                 bad.append((path, err.reason))
             if want_hashes and path.is_file():
                 digests[path] = sha256_file(path)
-        if len(shapes) == 2 and shapes[0] != shapes[1]:
+        if len(shapes) < 2:
+            return bad, None, digests
+        if shapes[0] != shapes[1]:
             return bad, size_mismatch(pair[0], shapes[0], pair[1], shapes[1]), digests
-        return bad, None, digests
+        return bad, shapes[0], digests
 
     digests: dict[Path, str] = {}
-    for bad, mismatch, found in run_threaded(inspect, report.pairs, threads, f"checking {report.root}", progress):
+    for bad, size, found in run_threaded(inspect, report.pairs, threads, f"checking {report.root}", progress):
         report.undecodable += bad
-        if mismatch:
-            report.mismatched.append(mismatch)
+        if isinstance(size, str):
+            report.mismatched.append(size)
+        elif size is not None:
+            report.sizes.append(size)
         digests.update(found)
     if recorded is not None:
         report.manifest = _compare_manifest(recorded, report.files, digests if hashes else None)
@@ -363,8 +373,8 @@ def _datasets(root: Path, names: list[str]) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
-def check_datasets(root: Path, names: list[str], threads: int = 8,
-                   progress: bool = True) -> dict[str, dict[str, SplitReport]]:
+def check_datasets(root: Path, names: list[str], threads: int = 8, progress: bool = True,
+                   max_pixels: int = MAX_PIXELS) -> dict[str, dict[str, SplitReport]]:
     """check_split of every split folder (train, test) of each dataset; ValueError for a missing folder."""
     results = {}
     for dataset in _datasets(root, names):
@@ -374,7 +384,8 @@ def check_datasets(root: Path, names: list[str], threads: int = 8,
             results[dataset] = {"-": empty}
             continue
         results[dataset] = {split: check_split(root / dataset / split, threads=threads, progress=progress,
-                                               published=published_pairs(dataset, split)) for split in splits}
+                                               published=published_pairs(dataset, split), max_pixels=max_pixels)
+                            for split in splits}
     return results
 
 
@@ -385,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"datasets to check (default: those of "
                         f"{', '.join(dataset_names())} that exist)")
     parser.add_argument("--threads", type=int, default=min(8, os.cpu_count() or 1), help="decoding threads")
+    parser.add_argument("--max_pixels", type=positive_int, default=MAX_PIXELS,
+                        help=f"an image of more pixels is unusable (default {MAX_PIXELS:,}, as train.py's)")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
@@ -394,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         with sigterm_as_interrupt():
-            results = check_datasets(args.datasets_dir, args.names, args.threads)
+            results = check_datasets(args.datasets_dir, args.names, args.threads, max_pixels=args.max_pixels)
     except ValueError as err:
         print(f"data.check: error: {err}", file=sys.stderr)
         return 2

@@ -4,11 +4,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from utils.image_io import ImageReadError, read_rgb8, require_images
+from utils.image_io import MAX_PIXELS, ImageReadError, read_rgb8, require_images
 from utils.pairing import PairingError, pair_files
 from utils.registry import build_by_type
 
@@ -47,19 +48,24 @@ def find_pairs(root: str | os.PathLike, pairing: str = "stem") -> list[tuple[Pat
                         "sorted listings by position with pairing: order") from None
 
 
-def _read_pil(path: Path) -> Image.Image:
-    try:
-        return Image.fromarray(read_rgb8(path)[0])
-    except ImageReadError as err:
-        raise DataError(str(err)) from None
-
-
 class PairedDataset(Dataset):
-    """(rainy, clean) pairs of `root`; items are dicts with `input`, `target` (3, P, P) tensors and `name`."""
+    """(rainy, clean) pairs of `root`; items are dicts with `input`, `target` (3, P, P) tensors and `name`.
 
-    def __init__(self, dir: str | os.PathLike, patch_size: int = 256, pairing: str = "stem"):
+    An image of more than `max_pixels` pixels cannot be used (utils.image_io.read_rgb8); `limit_name` is
+    the option that sets the limit, named in the message.
+    """
+
+    def __init__(self, dir: str | os.PathLike, patch_size: int = 256, pairing: str = "stem",
+                 max_pixels: int = MAX_PIXELS, limit_name: str = "max_pixels"):
         self.pairs = find_pairs(dir, pairing)
-        self.patch_size = patch_size
+        self.patch_size, self.max_pixels, self.limit_name = patch_size, max_pixels, limit_name
+
+    def read(self, path: Path) -> np.ndarray:
+        """One image as (H, W, 3) uint8 RGB within the pixel limit; DataError if it cannot be used."""
+        try:
+            return read_rgb8(path, self.max_pixels, self.limit_name)[0]
+        except ImageReadError as err:
+            raise DataError(str(err)) from None
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -67,7 +73,7 @@ class PairedDataset(Dataset):
     def load(self, index: int) -> tuple[Image.Image, Image.Image]:
         """The pair as PIL RGB images of one size."""
         inp_path, tar_path = self.pairs[index]
-        inp, tar = _read_pil(inp_path), _read_pil(tar_path)
+        inp, tar = Image.fromarray(self.read(inp_path)), Image.fromarray(self.read(tar_path))
         if inp.size != tar.size:
             raise DataError(f"{inp_path} is {inp.width}x{inp.height} but {tar_path} is {tar.width}x{tar.height}")
         return inp, tar

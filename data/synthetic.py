@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 import skimage.data
 
+from utils.cli import positive_int
 from utils.image_io import read_rgb8, require_images, write_png_atomic
 
 # Colour photographs bundled with scikit-image (no download needed).
@@ -223,21 +224,14 @@ def ensure_pairs(out_dir: str | Path, pairs: int, preset: str = "heavy", clean_d
     return True
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m data.synthetic", description=__doc__.splitlines()[0])
     parser.add_argument("--clean", type=Path, help="folder of clean images (default: scikit-image photos)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (gets input/ and target/)")
-    parser.add_argument("--pairs", type=_positive_int, required=True, help="number of pairs to write")
+    parser.add_argument("--pairs", type=positive_int, required=True, help="number of pairs to write")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="heavy")
-    parser.add_argument("--size", type=_positive_int, default=128, help="crop side in pixels")
+    parser.add_argument("--size", type=positive_int, default=128, help="crop side in pixels")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:

@@ -18,8 +18,9 @@ from tqdm import tqdm
 
 from evaluations.metrics import psnr_ssim, resolve_protocol
 from evaluations.niqe import NiqeError, niqe
-from utils.files import write_json_atomic
-from utils.image_io import read_rgb8, require_images
+from utils.cli import positive_int
+from utils.files import overlap, write_json_atomic
+from utils.image_io import MAX_PIXELS, read_rgb8, require_images
 from utils.pairing import PairingError, pair_files
 
 log = logging.getLogger(__name__)
@@ -28,14 +29,16 @@ METRICS = ("psnr_ssim", "niqe")
 
 
 class _Reader:
-    """read_rgb8 that counts conversions to 8-bit RGB (16-bit, grayscale, alpha), to log once per kind."""
+    """read_rgb8 within `max_pixels` that counts conversions to 8-bit RGB (16-bit, grayscale, alpha), to log
+    once per kind."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_pixels: int = MAX_PIXELS) -> None:
+        self.max_pixels = max_pixels
         self.conversions: Counter[str] = Counter()
         self.examples: dict[str, Path] = {}
 
     def __call__(self, path: Path) -> np.ndarray:
-        img, note = read_rgb8(path)
+        img, note = read_rgb8(path, self.max_pixels)
         if note:
             self.conversions[note] += 1
             self.examples.setdefault(note, path)
@@ -62,17 +65,22 @@ def _mean(images: list[dict], key: str) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def evaluate_folders(result_dir: str | Path, target_dir: str | Path, protocol: str,
-                     pair_by_order: bool = False, progress: bool = False, with_niqe: bool = False) -> dict:
+def evaluate_folders(result_dir: str | Path, target_dir: str | Path, protocol: str, pair_by_order: bool = False,
+                     progress: bool = False, with_niqe: bool = False, max_pixels: int = MAX_PIXELS) -> dict:
     """Per-image and mean PSNR/SSIM: {"images": [{"name", "psnr", "ssim"}], "mean": {"psnr", "ssim"}, "protocol"}.
 
     Each result is paired with the target of its file stem (the target folder may hold more: their
     count is "unused_targets"), or with pair_by_order by position in the sorted listings; progress
     shows a tqdm bar. Conversions to 8-bit RGB (16-bit, grayscale, alpha) are logged once per kind.
     with_niqe adds each result's NIQE ("niqe", None where it failed), its mean, "metric":
-    "psnr_ssim,niqe", and "failed": [{"name", "error"}] if some results could not be scored.
-    PairingError names what does not pair (and --pair_by_order when the counts would allow it).
+    "psnr_ssim,niqe", and "failed": [{"name", "error"}] if some results could not be scored. An image of more
+    than `max_pixels` pixels is an ImageReadError (utils.image_io.read_rgb8), as an undecodable one is.
+    PairingError names what does not pair (and --pair_by_order when the counts would allow it); ValueError
+    for one folder as both (or one inside the other), whose results would be scored against themselves.
     """
+    if how := overlap(result_dir, target_dir):
+        raise ValueError(f"--result_dir {result_dir} {how} --target_dir {target_dir}: the results would be "
+                         "scored against themselves; give the folder of clean images as --target_dir")
     results, targets = require_images(result_dir), require_images(target_dir)
     try:
         pairing = pair_files(results, targets, "order" if pair_by_order else "stem", ("result_dir", "target_dir"),
@@ -80,17 +88,17 @@ def evaluate_folders(result_dir: str | Path, target_dir: str | Path, protocol: s
     except PairingError as err:
         hint = " (to pair files by sorted order instead: --pair_by_order)" if err.same_count and not pair_by_order else ""
         raise PairingError(f"{err}{hint}", err.same_count) from None
-    report = evaluate_pairs(pairing.pairs, protocol, progress, with_niqe)
+    report = evaluate_pairs(pairing.pairs, protocol, progress, with_niqe, max_pixels)
     if pairing.unused:
         report["unused_targets"] = len(pairing.unused)
     return report
 
 
 def evaluate_pairs(pairs: list[tuple[Path, Path]], protocol: str, progress: bool = False,
-                   with_niqe: bool = False) -> dict:
+                   with_niqe: bool = False, max_pixels: int = MAX_PIXELS) -> dict:
     """The report of evaluate_folders for given (result, target) file pairs."""
     protocol = resolve_protocol(protocol)
-    images, failed, read = [], [], _Reader()
+    images, failed, read = [], [], _Reader(max_pixels)
     for res_path, tar_path in tqdm(pairs, desc="evaluating", unit="img", disable=not progress):
         res, tar = read(res_path), read(tar_path)
         if res.shape != tar.shape:
@@ -111,19 +119,19 @@ def evaluate_pairs(pairs: list[tuple[Path, Path]], protocol: str, progress: bool
     return report
 
 
-def evaluate_niqe(result_dir: str | Path, progress: bool = False) -> dict:
+def evaluate_niqe(result_dir: str | Path, progress: bool = False, max_pixels: int = MAX_PIXELS) -> dict:
     """Per-image and mean NIQE of a folder: {"images": [{"name", "niqe"}], "mean": {"niqe"}, "metric": "niqe"}.
 
     Images NIQE cannot score (too small, flat) are left out of "images" and listed in
     "failed": [{"name", "error"}] (present only then); the mean is None if none was scored.
     progress shows a tqdm bar.
     """
-    return niqe_report(require_images(result_dir), progress)
+    return niqe_report(require_images(result_dir), progress, max_pixels)
 
 
-def niqe_report(paths: list[Path], progress: bool = False) -> dict:
+def niqe_report(paths: list[Path], progress: bool = False, max_pixels: int = MAX_PIXELS) -> dict:
     """The report of evaluate_niqe for given image files."""
-    images, failed, read = [], [], _Reader()
+    images, failed, read = [], [], _Reader(max_pixels)
     for path in tqdm(paths, desc="NIQE", unit="img", disable=not progress):
         score = _niqe_or_none(read(path), path, failed)
         if score is not None:
@@ -135,12 +143,12 @@ def niqe_report(paths: list[Path], progress: bool = False) -> dict:
     return report
 
 
-def add_input_niqe(report: dict, inputs: list[Path], progress: bool = False) -> None:
+def add_input_niqe(report: dict, inputs: list[Path], progress: bool = False, max_pixels: int = MAX_PIXELS) -> None:
     """Adds the NIQE of each result's input ("niqe_input", matched by stem) and its mean to `report`.
 
     The inputs NIQE cannot score get None and join report["failed"].
     """
-    scored = niqe_report(inputs, progress)
+    scored = niqe_report(inputs, progress, max_pixels)
     by_stem = {Path(im["name"]).stem: im["niqe"] for im in scored["images"]}
     for image in report["images"]:
         image["niqe_input"] = by_stem.get(Path(image["name"]).stem)
@@ -192,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the report to this JSON file")
     parser.add_argument("--pair_by_order", action="store_true",
                         help="pair the sorted listings by position instead of by file stem")
+    parser.add_argument("--max_pixels", type=positive_int, default=MAX_PIXELS,
+                        help=f"largest image read, in pixels (default {MAX_PIXELS:,}: 8192x8192); a bigger one "
+                             "is an error, found from its header before it is decoded")
     args = parser.parse_args(argv)
     metrics = _metrics(args.metric, parser)
     if "psnr_ssim" in metrics:
@@ -207,9 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "psnr_ssim" in metrics:
             report = evaluate_folders(args.result_dir, args.target_dir, args.protocol, pair_by_order=args.pair_by_order,
-                                      progress=True, with_niqe="niqe" in metrics)
+                                      progress=True, with_niqe="niqe" in metrics, max_pixels=args.max_pixels)
         else:
-            report = evaluate_niqe(args.result_dir, progress=True)
+            report = evaluate_niqe(args.result_dir, progress=True, max_pixels=args.max_pixels)
         if args.json:
             write_json_atomic(args.json, report)
     except (ValueError, OSError) as e:

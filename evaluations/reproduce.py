@@ -4,7 +4,7 @@ protocol, and put our numbers beside the paper's.
 python -m evaluations.reproduce --datasets_dir Datasets --output_dir results/table1
     [--models NeRD-Rain NeRD-Rain-S] [--datasets Rain200L Rain200H DID-Data DDN-Data SPA-Data]
     [--weights_dir DIR] [--device auto|cpu|cuda] [--win_size 256] [--batch_windows 8] [--amp]
-    [--channels_last] [--compile]
+    [--channels_last] [--compile] [--max_pixels N]
 python -m evaluations.reproduce --results_dir R [--datasets_dir Datasets] --output_dir results/table1
     [--models METHOD ...] [--datasets ...]
 
@@ -16,8 +16,8 @@ DIR/<Model>/<Dataset>.pth with --weights_dir, else the released ones by name (mo
 the dataset's test/target or, where the folder holds N_DR.png beside N_GT.png, against those.
 OUTPUT_DIR/table1.json and table1.md hold the table; a rerun reuses every pair whose images and scores
 are there. A missing dataset or weights file is skipped (not an error).
-Exit codes: 0 done, 1 some pair failed, 2 bad arguments or a dataset folder laid out otherwise,
-130 interrupted (a rerun goes on).
+Exit codes: 0 done, 1 some pair failed or a file could not be written (e.g. a full disk: the run stops, a
+rerun goes on), 2 bad arguments or a dataset folder laid out otherwise, 130 interrupted (a rerun goes on).
 """
 import argparse
 import json
@@ -32,14 +32,15 @@ from evaluations.evaluate import evaluate_pairs
 from evaluations.metrics import resolve_protocol
 from data.check import pair_split
 from evaluations.table1 import paper_scores, paper_table
-from inference.folder import FolderRun
+from inference.folder import FolderRun, WriteError
 from inference.network import BATCH_WINDOWS, WINDOW, NetworkError, deraining_device, load_network
 from inference.tiling import check_batch_windows, check_window
 from models import MODELS
 from models.pretrained import DownloadError, fetch, find
+from utils.cli import positive_int
 from utils.device import device_name
-from utils.files import write_json_atomic, write_text_atomic
-from utils.image_io import list_images
+from utils.files import overlap, write_json_atomic, write_text_atomic
+from utils.image_io import MAX_PIXELS, list_images
 from utils.pairing import pair_files
 from utils.signals import sigterm_as_interrupt
 
@@ -76,6 +77,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--amp", action="store_true", help="as test.py (bf16 autocast; not the paper's setting)")
     parser.add_argument("--channels_last", action="store_true", help="as test.py")
     parser.add_argument("--compile", action="store_true", help="as test.py")
+    parser.add_argument("--max_pixels", type=positive_int, default=MAX_PIXELS,
+                        help=f"as test.py: largest image read, in pixels (default {MAX_PIXELS:,})")
     return parser.parse_args(argv)
 
 
@@ -112,6 +115,20 @@ def check_arguments(args: argparse.Namespace) -> None:
             check_layout(args.datasets_dir, dataset, need_inputs=args.results_dir is None)
     if args.output_dir.exists() and not args.output_dir.is_dir():
         raise UsageError(f"--output_dir {args.output_dir} is a file, not a folder")
+    check_apart(args)
+
+
+def check_apart(args: argparse.Namespace) -> None:
+    """UsageError when --output_dir is, lies inside or holds a folder the run reads: a test set's input or
+    target folder, or --results_dir (links resolved)."""
+    read = [] if args.results_dir is None else [("--results_dir", args.results_dir)]
+    if args.datasets_dir is not None:
+        read += [(f"the {dataset} test folder", args.datasets_dir / dataset / "test" / part)
+                 for dataset in args.datasets for part in ("input", "target")]
+    for name, folder in read:
+        if folder.is_dir() and (how := overlap(args.output_dir, folder)):
+            raise UsageError(f"--output_dir {args.output_dir} {how} {name} {folder}; results and scores never go "
+                             "among the images a run reads, choose another folder")
 
 
 def check_layout(datasets_dir: Path, dataset: str, need_inputs: bool) -> None:
@@ -160,9 +177,9 @@ def new_row(model: str, dataset: str) -> dict:
             "ssim": None, "paper_psnr": paper[0], "paper_ssim": paper[1], "status": "skipped"}
 
 
-def scored_row(row: dict, pairs: list[tuple[Path, Path]], pairing: str, scores_file: Path) -> dict:
+def scored_row(row: dict, pairs: list[tuple[Path, Path]], pairing: str, scores_file: Path, max_pixels: int) -> dict:
     """The row with the mean PSNR/SSIM of `pairs` (evaluations.evaluate), written to `scores_file` too."""
-    report = evaluate_pairs(pairs, row["dataset"], progress=True)
+    report = evaluate_pairs(pairs, row["dataset"], progress=True, max_pixels=max_pixels)
     report |= {"pairing": pairing, **{key: row[key] for key in ("network", "weights") if key in row}}
     write_json_atomic(scores_file, report)
     return scores_row(row, report)
@@ -229,13 +246,14 @@ def run_network(args: argparse.Namespace, device: torch.device, model: str, data
         print(f"{model} on {dataset}: {row['network']} from {weights}, windows of {network.window}, "
               f"on {device_name(device)}")
         out.mkdir(parents=True, exist_ok=True)
-        run = FolderRun(network.network, out, network.window, args.batch_windows or None, args.amp)
+        run = FolderRun(network.network, out, network.window, args.batch_windows or None, args.amp,
+                        max_pixels=args.max_pixels)
         for inp, _ in tqdm(pairs, desc="deraining", unit="img"):
             run.process(inp)
         print(run.report(device))
         if run.failed:
             return {**row, "status": f"failed: could not restore {len(run.failed)} image(s): {run.failed[0]}"}
-    return scored_row(row, results, pairing, out / "scores.json")
+    return scored_row(row, results, pairing, out / "scores.json", args.max_pixels)
 
 
 def score_results(args: argparse.Namespace, method: str, dataset: str) -> dict:
@@ -247,12 +265,12 @@ def score_results(args: argparse.Namespace, method: str, dataset: str) -> dict:
     scores_file = args.output_dir / method / dataset / "scores.json"
     scores_file.parent.mkdir(parents=True, exist_ok=True)
     if pairs := paired_results(folder):
-        return scored_row(row, pairs, "N_DR with N_GT", scores_file)
+        return scored_row(row, pairs, "N_DR with N_GT", scores_file, args.max_pixels)
     target = args.datasets_dir / dataset / "test" / "target" if args.datasets_dir else None
     if target is None or not target.is_dir():
         return {**row, "status": f"skipped: no targets (give --datasets_dir with {dataset}/test/target)"}
     pairs, pairing, _ = pair_files(list_images(folder), list_images(target), "either", (str(folder), str(target)))
-    return scored_row(row, pairs, pairing, scores_file)
+    return scored_row(row, pairs, pairing, scores_file, args.max_pixels)
 
 
 def markdown(rows: list[dict]) -> str:
@@ -291,11 +309,15 @@ def _cell(row: dict) -> str:
 
 
 def write_table(output_dir: Path, rows: list[dict]) -> str:
-    """table1.json and table1.md, each written atomically; returns the Markdown."""
-    output_dir.mkdir(parents=True, exist_ok=True)
+    """table1.json and table1.md, each written atomically; returns the Markdown. WriteError if one cannot be."""
     text = markdown(rows)
-    write_json_atomic(output_dir / "table1.json", {"rows": rows})
-    write_text_atomic(output_dir / "table1.md", text + "\n")
+    for path, write in ((output_dir / "table1.json", lambda path: write_json_atomic(path, {"rows": rows})),
+                        (output_dir / "table1.md", lambda path: write_text_atomic(path, text + "\n"))):
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            write(path)
+        except OSError as err:
+            raise WriteError(path, err) from None
     return text
 
 
@@ -324,14 +346,19 @@ def main(argv: list[str] | None = None) -> int:
                         f", {row['images']} images, PSNR {row['psnr']:.2f}, SSIM {row['ssim']:.4f} "
                         f"({row['pairing']})" if row["status"] == "done" else ""))
                     write_table(args.output_dir, rows)
+            table = write_table(args.output_dir, rows)  # also when no pair ran
     except UsageError as err:
         print(f"reproduce: error: {err}", file=sys.stderr)
         return 2
+    except WriteError as err:
+        print(f"reproduce: error: {err}; the run stopped after {len(rows)} pair(s), and what was written is "
+              "complete. Make room and run the same command again to go on.", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"reproduce: interrupted after {len(rows)} pair(s); {args.output_dir}/table1.json holds them. "
               "Run the same command again to go on.", file=sys.stderr)
         return 130
-    print(write_table(args.output_dir, rows))
+    print(table)
     return 1 if any(row["status"].startswith("failed") for row in rows) else 0
 
 

@@ -11,10 +11,19 @@ from skimage import img_as_ubyte
 from torch import nn
 
 from utils.device import device_name
-from utils.image_io import ImageReadError, read_rgb8, write_png_atomic
+from utils.image_io import MAX_PIXELS, ImageReadError, read_rgb8, write_png_atomic
 
 from .network import WINDOW
 from .tiling import Progress, tiled_forward
+
+class WriteError(Exception):
+    """A result that cannot be written (a full disk, a folder that became read-only): the run stops, since
+    every later image would fail the same way. The message names the file and the cause."""
+
+    def __init__(self, path: Path, err: OSError):
+        self.path = path
+        super().__init__(f"cannot write {path}: {err.strerror or err}")
+
 
 def to_tensor(rgb8: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1], with torchvision's to_tensor as the authors."""
@@ -38,15 +47,18 @@ def derain(model: nn.Module, rgb8: np.ndarray, window: int = WINDOW, batch_windo
 class FolderRun:
     """Derains images one by one into `output_dir`, keeping what happened to each for the summary.
 
-    An existing result is skipped unless `overwrite`; an unreadable image is recorded as failed and
-    the run goes on. With `comparison_targets` (stem -> clean image), input | output [| target]
-    panels go to `output_dir/comparison/` too.
+    An existing result is skipped unless `overwrite`; an unreadable image, or one of more than `max_pixels`
+    pixels, is recorded as failed and the run goes on. A result that cannot be written raises WriteError
+    (atomic writes: no partial file is left). With `comparison_targets` (stem -> clean image),
+    input | output [| target] panels go to `output_dir/comparison/` too.
     """
 
     def __init__(self, model: nn.Module, output_dir: Path, window: int = WINDOW, batch_windows: int | None = None,
-                 amp: bool = False, overwrite: bool = False, comparison_targets: dict[str, Path] | None = None):
+                 amp: bool = False, overwrite: bool = False, comparison_targets: dict[str, Path] | None = None,
+                 max_pixels: int = MAX_PIXELS):
         self.model, self.output_dir, self.window, self.batch_windows = model, output_dir, window, batch_windows
         self.amp, self.overwrite, self.comparison_targets = amp, overwrite, comparison_targets
+        self.max_pixels = max_pixels
         self.written: list[Path] = []
         self.skipped: list[Path] = []
         self.failed: list[str] = []
@@ -62,7 +74,7 @@ class FolderRun:
             return
         start = time.perf_counter()
         try:
-            rgb, note = read_rgb8(path)
+            rgb, note = read_rgb8(path, self.max_pixels)
             result = derain(self.model, rgb, self.window, self.batch_windows, self.amp)
         except ImageReadError as err:
             self.failed.append(str(err))
@@ -78,6 +90,8 @@ class FolderRun:
         except FileExistsError:  # appeared since the check above: still never replaced
             self.skipped.append(out_path)
             return
+        except OSError as err:
+            raise WriteError(out_path, err) from None
         self.seconds += time.perf_counter() - start
         self.written.append(out_path)
         if self.comparison_targets is not None:
@@ -87,12 +101,14 @@ class FolderRun:
         """input | output [| target] side by side, in OUTPUT_DIR/comparison/<stem>.png."""
         target = self.comparison_target(stem, rgb.shape)
         panels = [rgb, result] if target is None else [rgb, result, target]
-        folder = self.output_dir / "comparison"
-        folder.mkdir(exist_ok=True)
+        path = self.output_dir / "comparison" / f"{stem}.png"
         try:
-            write_png_atomic(folder / f"{stem}.png", np.concatenate(panels, axis=1), overwrite=self.overwrite)
+            path.parent.mkdir(exist_ok=True)
+            write_png_atomic(path, np.concatenate(panels, axis=1), overwrite=self.overwrite)
         except FileExistsError as err:
             self.notes.append(f"comparison not written: {err}")
+        except OSError as err:
+            raise WriteError(path, err) from None
 
     def comparison_target(self, stem: str, shape: tuple[int, ...]) -> np.ndarray | None:
         """The target with this stem, if there is one that reads and has the input's size."""
@@ -100,7 +116,7 @@ class FolderRun:
         if path is None:
             return None
         try:
-            target, _ = read_rgb8(path)
+            target, _ = read_rgb8(path, self.max_pixels)
         except ImageReadError as err:
             self.notes.append(f"comparison {stem}.png without target: {err}")
             return None

@@ -6,6 +6,9 @@ set (as .ci/run sets it), so that CI cannot go green without them.
 """
 import importlib.util
 import os
+import shutil
+import struct
+import subprocess
 import zlib
 from pathlib import Path
 from types import ModuleType
@@ -183,6 +186,55 @@ def epoch_lrs():
             scheduler.step()
         return result
     return rates
+
+
+@pytest.fixture(scope="session")
+def huge_png():
+    """write(path, width, height): a 69-byte PNG whose header declares width x height 8-bit RGB pixels, its
+    pixel data a few zero rows: what a reader must refuse from the header, never decoding it."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    def write(path: Path, width: int, height: int) -> Path:
+        header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, RGB, no interlacing
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(64)))
+                         + chunk(b"IEND", b""))
+        return path
+    return write
+
+
+@pytest.fixture(scope="session")
+def without_dac_override() -> list[str]:
+    """A command prefix under which file modes hold: none for a user, and for root, which ignores them,
+    setpriv dropping CAP_DAC_OVERRIDE (util-linux). Skips the test where root cannot drop it."""
+    if os.geteuid() != 0:
+        return []
+    prefix = [shutil.which("setpriv") or "setpriv", "--bounding-set=-dac_override", "--"]
+    try:
+        subprocess.run([*prefix, "true"], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("running as root, which ignores file modes, without setpriv to drop CAP_DAC_OVERRIDE")
+    return prefix
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """mount(size): an empty folder on a tmpfs of `size` (e.g. "32m"), to fill a disk for real; unmounted
+    after the test. Skips where this process cannot mount (not root, or a container without the right)."""
+    mounted = []
+
+    def mount(size: str) -> Path:
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                                               capture_output=True).returncode:
+            pytest.skip("cannot mount a tmpfs here (needs root) to fill a disk")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], check=True)
 
 
 @pytest.fixture(autouse=True)

@@ -1,11 +1,14 @@
 """Reading odd image files, writing PNGs atomically, listing the images of a folder."""
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from utils.image_io import ImageReadError, list_images, read_rgb8, write_png_atomic
+from utils import image_io
+from utils.image_io import MAX_PIXELS, ImageReadError, PixelLimitError, list_images, read_rgb8, write_png_atomic
 
 RNG = np.random.default_rng(0)
 
@@ -99,3 +102,45 @@ def test_list_images(tmp_path: Path):
     assert [p.name for p in list_images(tmp_path)] == ["a.jpeg", "b.PNG", "c.tif"]
     with pytest.raises(FileNotFoundError, match="missing"):
         list_images(tmp_path / "missing")
+
+
+def _black_png(path: Path, width: int, height: int) -> Path:
+    """A complete, valid black RGB PNG, compressed row by row: a big image in a few kB, made without
+    holding its pixels."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    deflate, row = zlib.compressobj(1), bytes(1 + 3 * width)  # each row: filter type 0, then its pixels
+    data = b"".join(deflate.compress(row) for _ in range(height)) + deflate.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path
+
+
+def test_an_image_over_the_pixel_limit_is_refused_from_its_header(tmp_path: Path, monkeypatch, huge_png):
+    big = _black_png(tmp_path / "big.png", 10000, 8000)
+    assert cv2.imdecode(np.fromfile(big, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8).shape == (1000, 1250)  # a real one
+    monkeypatch.setattr(image_io.cv2, "imdecode", None)  # never decoded
+    with pytest.raises(PixelLimitError) as info:
+        read_rgb8(big)
+    assert str(info.value) == (f"cannot read image {big}: 10000x8000 = 80,000,000 pixels, over the limit of "
+                               f"{MAX_PIXELS:,} (--max_pixels)") and isinstance(info.value, ImageReadError)
+    assert MAX_PIXELS == 8192 * 8192
+    bomb = huge_png(tmp_path / "bomb.png", 100_000, 100_000)
+    with pytest.raises(PixelLimitError, match=r"bomb.png: more than 178,956,970 pixels, over the limit of 1,000 "
+                                              r"\(datasets.train.max_pixels\)"):
+        read_rgb8(bomb, 1000, "datasets.train.max_pixels")
+
+
+def test_the_limit_applies_to_what_pil_cannot_size_and_decoder_errors_are_read_errors(tmp_path: Path, monkeypatch,
+                                                                                      huge_png):
+    # past PIL's own limit the decoder decides: OpenCV's limit (2^30 pixels) is an ImageReadError, no cv2.error
+    bomb = huge_png(tmp_path / "bomb.png", 100_000, 100_000)
+    with pytest.raises(ImageReadError, match=r"bomb.png: the decoder failed \(.*CV_IO_MAX_IMAGE_PIXELS"):
+        read_rgb8(bomb, 10**11)
+    small = tmp_path / "small.png"
+    write_png_atomic(small, RNG.integers(0, 256, (30, 40, 3), dtype=np.uint8))
+    assert read_rgb8(small, 1200)[0].shape == (30, 40, 3)
+    monkeypatch.setattr(image_io, "header_size", lambda data: None)  # as for a format PIL does not know
+    with pytest.raises(PixelLimitError, match=r"40x30 = 1,200 pixels, over the limit of 1,199 \(--max_pixels\)"):
+        read_rgb8(small, 1199)

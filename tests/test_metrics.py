@@ -110,6 +110,41 @@ def test_unreadable_image_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert "x.png" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("where", ["same", "inside"])
+def test_one_folder_as_results_and_targets_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture, where: str):
+    tar = _folder(tmp_path, "tar", {"x": _random_rgb(20, 30, 1)})
+    res = tar if where == "same" else _folder(tar, "res", {"x": _random_rgb(20, 30, 2)})
+    assert main(["--result_dir", str(res), "--target_dir", str(tar), "--protocol", "A"]) == 2
+    err = capsys.readouterr().err
+    how = "is" if where == "same" else "lies inside"
+    assert f"evaluate: error: --result_dir {res} {how} --target_dir {tar}: the results would be scored" in err
+
+
+def test_more_targets_than_results_scores_the_common_names(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """As test.py --target_dir does: the results' names are scored, the other targets counted."""
+    images = {stem: _random_rgb(20, 30, seed) for seed, stem in enumerate(("a", "b", "c"))}
+    tar = _folder(tmp_path, "tar", images)
+    res = _folder(tmp_path, "res", {"b": _random_rgb(20, 30, 7)})
+    assert main(["--result_dir", str(res), "--target_dir", str(tar), "--protocol", "A"]) == 0
+    out = capsys.readouterr().out
+    assert "mean (1 images)" in out and "b.png" in out and "a.png" not in out
+    assert "2 image(s) of --target_dir have no result and were not scored" in out
+    assert evaluate_folders(res, tar, "A")["unused_targets"] == 2
+
+
+def test_an_image_over_the_pixel_limit_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture, huge_png):
+    res = _folder(tmp_path, "res", {"x": _random_rgb(20, 30, 0)})
+    tar = _folder(tmp_path, "tar", {})
+    huge_png(tar / "x.png", 100_000, 100_000)
+    assert main(["--result_dir", str(res), "--target_dir", str(tar), "--protocol", "A"]) == 2
+    err = capsys.readouterr().err
+    assert f"evaluate: error: cannot read image {tar / 'x.png'}: more than 178,956,970 pixels, over the limit of " \
+           "67,108,864 (--max_pixels)" in err and "Traceback" not in err
+    tar = _folder(tmp_path, "tar2", {"x": _random_rgb(20, 30, 1)})
+    assert main(["--result_dir", str(res), "--target_dir", str(tar), "--protocol", "A", "--max_pixels", "599"]) == 2
+    assert "30x20 = 600 pixels, over the limit of 599 (--max_pixels)" in capsys.readouterr().err
+
+
 def test_format_table():
     report = {"images": [{"name": "long_name.png", "psnr": 30.0, "ssim": 0.9}],
               "mean": {"psnr": 30.0, "ssim": 0.9}, "protocol": "A"}

@@ -1,7 +1,9 @@
 """python -m evaluations.reproduce: a small Datasets/ tree from the Rain200L pairs of tests/fixtures, derained
 end to end with a tiny checkpoint as test.py derains it, scored with each dataset's protocol, resumed; and
 --results_dir."""
+import errno
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import torch
 
 from evaluations import reproduce
 from evaluations.metrics import psnr_ssim
+from inference import folder
 from utils.image_io import read_rgb8, write_png_atomic
 
 
@@ -127,6 +130,37 @@ def test_bad_arguments_exit_2(tmp_path, datasets, weights_dir, capsys, args, exp
     code = reproduce.main(["--datasets_dir", str(datasets), "--output_dir", str(tmp_path / "out"),
                            "--weights_dir", str(weights_dir), *args])
     assert code == 2 and expected in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["input", "target"])
+def test_an_output_dir_among_the_test_images_is_refused(tmp_path, datasets, weights_dir, capsys, where):
+    folder = datasets / "Rain200L" / "test" / where
+    before = sorted(p.name for p in folder.iterdir())
+    assert run(datasets, weights_dir, folder / "table1") == 2
+    err = capsys.readouterr().err
+    assert f"--output_dir {folder / 'table1'} lies inside the Rain200L test folder {folder}; results and scores" in err
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def test_an_output_dir_that_is_the_results_dir_is_refused(tmp_path, datasets, fixtures, capsys):
+    results = tmp_path / "results"
+    crop_samples(fixtures, results / "DRSformer" / "Rain200L", tmp_path / "unused")
+    assert reproduce.main(["--results_dir", str(results), "--datasets_dir", str(datasets), "--output_dir",
+                           str(results)]) == 2
+    assert f"--output_dir {results} is --results_dir {results}" in capsys.readouterr().err
+    assert not (results / "table1.json").exists()
+
+
+def test_a_full_disk_stops_the_run_with_one_line(tmp_path, datasets, weights_dir, capsys, monkeypatch):
+    def full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(folder, "write_png_atomic", full)
+    assert run(datasets, weights_dir, tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert f"reproduce: error: cannot write {tmp_path / 'out' / 'NeRD-Rain-S'}/" in err
+    # the 5 NeRD-Rain pairs, which have no weights, were skipped before
+    assert "No space left on device; the run stopped after 5 pair(s)" in err and "Traceback" not in err
 
 
 def test_results_dir_scores_any_methods_images(tmp_path, datasets, fixtures, capsys):

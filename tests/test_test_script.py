@@ -104,6 +104,24 @@ def test_broken_files_are_reported_and_the_rest_is_written(tmp_path, capsys, run
     assert "Traceback" not in printed.err
 
 
+def test_images_over_the_pixel_limit_are_skipped_from_their_header(tmp_path, capsys, run, rng, huge_png):
+    make_inputs(tmp_path / "in", {"good": (32, 32), "wide": (20, 60)}, rng)
+    huge_png(tmp_path / "in" / "bomb.png", 100_000, 100_000)  # as a decompression bomb's header
+    huge_png(tmp_path / "in" / "big.png", 10000, 8000)
+    assert run("--max_pixels", "1024") == 1
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["good.png"]
+    printed = capsys.readouterr()
+    assert "could not restore 3 file(s), skipped:" in printed.out
+    for line in ("big.png: 10000x8000 = 80,000,000 pixels, over the limit of 1,024 (--max_pixels)",
+                 "bomb.png: more than 178,956,970 pixels, over the limit of 1,024 (--max_pixels)",
+                 "wide.png: 60x20 = 1,200 pixels, over the limit of 1,024 (--max_pixels)"):
+        assert line in printed.out
+    assert "Traceback" not in printed.err
+    assert run() == 1  # the default limit, 8192x8192, takes wide.png
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.png", "wide.png"]
+    assert "big.png: 10000x8000 = 80,000,000 pixels, over the limit of 67,108,864" in capsys.readouterr().out
+
+
 def test_existing_results_are_never_replaced_without_overwrite(tmp_path, capsys, run, rng):
     make_inputs(tmp_path / "in", {"a": (32, 32), "b": (32, 32)}, rng)
     (tmp_path / "out").mkdir()
@@ -129,6 +147,28 @@ def test_refuses_to_write_into_the_input_folder(tmp_path, weights, capsys, spell
     assert code == 2
     assert "is the input folder" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "in").iterdir()] == ["a.png"]
+
+
+@pytest.mark.parametrize("spelling, how", [("same", "is"), ("link", "is"), ("inside", "lies inside"),
+                                           ("around", "holds")])
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_refuses_to_write_among_the_targets(tmp_path, capsys, spelling, how, overwrite, run, rng):
+    """A run into its --target_dir would replace the clean images and score them against themselves."""
+    make_inputs(tmp_path / "in", {"a": (32, 32)}, rng)
+    targets = tmp_path / "around" / "targets"
+    make_inputs(targets, {"a": (32, 32)}, rng)
+    before = (targets / "a.png").read_bytes()
+    output = {"same": targets, "link": tmp_path / "link", "inside": targets / "results",
+              "around": tmp_path / "around"}[spelling]
+    if spelling == "link":
+        output.symlink_to(targets)
+    assert run("--target_dir", str(targets), "--output_dir", str(output), *overwrite) == 2
+    err = capsys.readouterr().err
+    assert f"--output_dir {output} {how} --target_dir {targets}; results never go among the clean targets" in err
+    assert err.count("error:") == 1 and "Traceback" not in err
+    assert sorted(p.relative_to(tmp_path / "around").as_posix() for p in (tmp_path / "around").rglob("*")) == [
+        "targets", "targets/a.png"]
+    assert (targets / "a.png").read_bytes() == before
 
 
 def test_single_file_input(tmp_path, weights, run, rng):
@@ -167,7 +207,21 @@ def test_scores_only_this_runs_images(tmp_path, capsys, run, rng):
     make_inputs(tmp_path / "targets", {"a": (32, 32), "b": (16, 16)}, rng)  # more targets than inputs
     make_inputs(tmp_path / "out", {"stale": (24, 24)}, rng)  # an older result with no target
     assert run("--target_dir", str(tmp_path / "targets")) == 0
-    assert "mean (1 images)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "mean (1 images)" in out
+    assert "1 image(s) of --target_dir have no input and are not scored" in out  # as evaluate counts them
+
+
+def test_amp_with_an_onnx_model_is_refused_before_any_note(tmp_path, capsys, run, rng):
+    """The PyTorch-only flags are refused before the file is opened: no ONNX export needed."""
+    make_inputs(tmp_path / "in", {"a": (20, 20)}, rng)
+    assert run("--amp", "--weights", str(tmp_path / "model.onnx")) == 2
+    err = capsys.readouterr().err
+    onnx = tmp_path / "model.onnx"
+    assert f"test.py: error: --amp applies to PyTorch checkpoints, not to the ONNX model {onnx}" in err
+    assert "leave it out" in err and "bf16" not in err and err.count("\n") == 1
+    assert run("--amp", "--compile", "--weights", str(tmp_path / "model.onnx")) == 2
+    assert "--amp, --compile apply to PyTorch checkpoints" in capsys.readouterr().err
 
 
 def test_unpaired_targets_fail_before_the_first_image(tmp_path, capsys, run, rng):
@@ -264,6 +318,29 @@ def test_ctrl_c_stops_cleanly_keeps_what_was_written_and_leaves_no_partial_file(
     monkeypatch.undo()
     assert run() == 0  # goes on: a is skipped
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
+
+
+def test_a_full_disk_stops_the_run_keeping_the_complete_results(tmp_path, capsys, run, rng, small_disk):
+    make_inputs(tmp_path / "in", {"a": (16, 16), "b": (96, 96), "c": (16, 16)}, rng)
+    disk = small_disk("16k")  # a.png (under 1 kB) fits, b.png (27 kB of noise) does not
+    assert run("--output_dir", str(disk)) == 1
+    err = capsys.readouterr().err
+    assert (f"test.py: error: cannot write {disk / 'b.png'}: No space left on device; stopped after 1 result(s) "
+            "written, all complete (no partial file was left)") in err and "Traceback" not in err
+    assert [p.name for p in disk.iterdir()] == ["a.png"]
+
+
+def test_an_output_dir_that_cannot_be_written_is_refused_before_the_first_image(tmp_path, weights, rng,
+                                                                                  without_dac_override):
+    make_inputs(tmp_path / "in", {"a": (20, 20)}, rng)
+    (tmp_path / "out").mkdir(mode=0o555)
+    done = subprocess.run([*without_dac_override, sys.executable, "test.py", "--input_dir", str(tmp_path / "in"),
+                           "--output_dir", str(tmp_path / "out"), "--weights", str(weights), "--win_size", "32",
+                           "--device", "cpu"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (f"test.py: error: cannot write to --output_dir {tmp_path / 'out'}: "
+                                                    "Permission denied")
+    assert "deraining" not in done.stderr and not any((tmp_path / "out").iterdir())
 
 
 def test_save_comparison(tmp_path, run, rng):

@@ -157,6 +157,75 @@ def test_sigterm_to_the_process_group_saves_latest(dataset, tmp_path, train_opti
     assert (tmp_path / "exp" / "model_latest.pth").is_file()
 
 
+def test_sigterm_without_workers_saves_latest_and_exits_130(dataset, tmp_path, capsys, monkeypatch, train_options):
+    """num_workers 0: the loader's single-process iterator has no workers to shut down."""
+    opt = train_options(dataset, tmp_path / "opt.yml")
+    calls, step = [], trainer.Trainer.step
+
+    def terminated(self, batch, epoch):
+        calls.append(epoch)
+        if len(calls) == 3:  # epoch 2, its first batch
+            os.kill(os.getpid(), signal.SIGTERM)  # train.py maps it to KeyboardInterrupt, as a scheduler's
+        return step(self, batch, epoch)
+
+    monkeypatch.setattr(trainer.Trainer, "step", terminated)
+    code, out = run_main(capsys, "--opt", str(opt), "--set", "datasets.train.num_workers=0")
+    assert code == train.EXIT_INTERRUPTED and "error: interrupted" in out and "Traceback" not in out
+    assert "continue with --resume auto" in out
+    latest = torch.load(tmp_path / "exp" / "model_latest.pth", weights_only=True)
+    assert latest["epoch"] == 1 and latest["batches_done"] in (0, 1)
+
+
+def test_a_full_disk_while_saving_stops_with_the_last_complete_checkpoint(dataset, tmp_path, capsys, train_options,
+                                                                          small_disk):
+    """A real full disk: torch reports it as "[enforce fail at inline_container.cc...]"; the run names the file,
+    the cause and the intact checkpoint, and leaves no temporary file."""
+    disk = small_disk("32m")  # 3 checkpoints of 9.3 MB fit: epoch 2's model_latest.pth (a 4th, till replaced) not
+    opt = train_options(dataset, tmp_path / "opt.yml", save_every=2)
+    code, out = run_main(capsys, "--opt", str(opt), "--set", f"paths.experiment={disk / 'exp'}")
+    assert code == train.EXIT_FAILED and "Traceback" not in out and out.count("error: ") == 1
+    exp = disk / "exp"
+    assert (f"error: cannot write {exp / 'model_latest.pth'}: No space left on device; the last complete checkpoint "
+            f"is {exp / 'model_epoch_2.pth'} (epoch 2 done); once there is room, continue with --resume "
+            f"{exp / 'model_epoch_2.pth'}") in out, out
+    assert torch.load(exp / "model_epoch_2.pth", weights_only=True)["epoch"] == 2
+    assert torch.load(exp / "model_latest.pth", weights_only=True)["epoch"] == 1  # the old one, intact
+    assert not [p.name for p in exp.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_an_experiment_folder_that_cannot_be_written_exits_2(dataset, tmp_path, capsys, train_options,
+                                                             without_dac_override):
+    opt = train_options(dataset, tmp_path / "opt.yml", epochs=2)
+    (tmp_path / "a_file").write_text("not a folder")
+    code, out = run_main(capsys, "--opt", str(opt), "--set", f"paths.experiment={tmp_path / 'a_file'}")
+    assert code == train.EXIT_BAD_INPUT and "Traceback" not in out
+    assert f"error: cannot train into paths.experiment {tmp_path / 'a_file'}: it is a file, not a folder; " in out
+    locked = tmp_path / "read_only"
+    locked.mkdir(mode=0o555)
+    done = subprocess.run([*without_dac_override, sys.executable, "train.py", "--opt", str(opt), "--device", "cpu",
+                           "--set", f"paths.experiment={locked / 'exp'}"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == train.EXIT_BAD_INPUT, done.stderr
+    assert f"error: cannot train into paths.experiment {locked / 'exp'}: Permission denied;" in done.stderr
+    assert "Traceback" not in done.stderr and not any(locked.iterdir())
+
+
+def test_stale_temporaries_of_an_interrupted_save_are_removed(full_run, tmp_path, capsys):
+    exp = tmp_path / "exp"
+    shutil.copytree(full_run, exp)
+    stale = [exp / ".model_best.pth.0123456789ab.tmp", exp / ".metrics.csv.ba9876543210.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    (exp / ".keep.tmp").write_text("not ours")  # not atomic_save's name: kept
+    opt = tmp_path / "opt.yml"
+    opt.write_text((full_run.parent / "opt.yml").read_text().replace(str(full_run), str(exp)))
+    code, out = run_main(capsys, "--opt", str(opt), "--resume")
+    assert code == 0, out
+    assert (f"note: removed 2 stale temporary file(s) left in {exp} by an interrupted save: "
+            ".metrics.csv.ba9876543210.tmp, .model_best.pth.0123456789ab.tmp") in out
+    assert not any(path.exists() for path in stale) and (exp / ".keep.tmp").exists()
+
+
 def test_non_finite_loss_stops_and_saves_nothing(dataset, tmp_path, capsys, monkeypatch, train_options):
     opt = train_options(dataset, tmp_path / "opt.yml")
     forward, calls = MultiScaleLoss.forward, []
@@ -183,6 +252,9 @@ def test_iteration_schedule_without_workers(dataset, tmp_path, capsys, monkeypat
     code, out = run_main(capsys, "--opt", str(opt), "--set", "datasets.train.num_workers=0")
     assert code == 0, out
     assert reuse_calls == ["cpu"]
+    # train_pairs' 48x28 pair: said once, at start-up, from the data check's sizes
+    assert out.count("note: datasets.train: 1 of 2 training pair(s) are smaller than the patch of 32 and are "
+                     "reflect-padded to it") == 1
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-3)
     scheduler = build_scheduler(optimizer, 2, 1, 1e-6, "iteration", iters_per_epoch=2)
     rates = []
@@ -224,6 +296,9 @@ def test_existing_checkpoints_need_resume(full_run, capsys):
     (lambda d, t: ["--resume", str(t / "released.pth")], r"cannot be resumed: it lacks optimizer, scheduler"),
     (lambda d, t: ["--device", "tpu"], r"error: "),
     (lambda d, t: ["--device", "cpu", "--cuda_graph"], r"train\.cuda_graph \(--cuda_graph\): it needs a CUDA device"),
+    (lambda d, t: ["--set", "train.lr=.inf"], r"train\.lr = inf must be a finite number \(set in --set train"),
+    (lambda d, t: ["--set", "train.eta_min=.nan"], r"train\.eta_min = nan must be a finite number"),
+    (lambda d, t: ["--set", "datasets.val.max_pixels=0"], r"datasets\.val\.max_pixels must be at least 1"),
 ])
 def test_bad_input_exits_2_with_one_message(dataset, tmp_path, capsys, setup, expected, train_options,
                                             tiny_weights):
@@ -267,6 +342,21 @@ def test_start_up_check_lists_every_unusable_pair(dataset, tmp_path, capsys, tra
     assert re.search(r"img3\.png is 44x40 but .*img3\.png is 48x28", out)
     assert "--set datasets.train.check=false" in out
     assert not (tmp_path / "exp").exists()  # nothing trained, nothing left behind
+
+
+def test_an_image_over_the_pixel_limit_is_an_unusable_pair(dataset, tmp_path, capsys, train_options,
+                                                           broken_train_pairs, huge_png):
+    opt = train_options(dataset, tmp_path / "opt.yml")
+    huge_png(broken_train_pairs / "input" / "img4.png", 100_000, 100_000)  # a decompression bomb's header
+    (broken_train_pairs / "target" / "img4.png").write_bytes((dataset / "train" / "target" / "img0.png").read_bytes())
+    code, out = run_main(capsys, "--opt", str(opt), "--set", f"datasets.train.dir={broken_train_pairs}",
+                         "datasets.train.max_pixels=1500")
+    assert code == train.EXIT_BAD_INPUT and "Traceback" not in out
+    assert f"datasets.train: {broken_train_pairs} cannot be used: " in out
+    assert re.search(r"img4\.png: more than 178,956,970 pixels, over the limit of 1,500 "
+                     r"\(datasets\.train\.max_pixels\)", out)
+    assert re.search(r"img0\.png: 44x40 = 1,760 pixels, over the limit of 1,500 \(datasets\.train\.max_pixels\)", out)
+    assert not (tmp_path / "exp").exists()
 
 
 def test_a_worker_that_cannot_read_an_image_ends_the_job(dataset, tmp_path, train_options, broken_train_pairs):

@@ -1,6 +1,7 @@
 """webapp.jobs, what the web app's Derain button does (no gradio, no browser; tests/test_app.py has those):
 test.py's pixels, the weights on offer and their loading, the pixel limit and bad files as messages."""
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 
 from evaluations.metrics import psnr_ssim
 from models import pretrained
+from utils import image_io
 from utils.image_io import read_rgb8, write_png_atomic
 from webapp import jobs
 from webapp.jobs import Deraining, InputError, Upload, read_upload, weight_choices
@@ -96,7 +98,7 @@ def test_pixel_limit_is_checked_before_decoding(tmp_path, monkeypatch):
     path = tmp_path / "wide.png"
     assert cv2.imwrite(str(path), np.zeros((11, 10, 3), np.uint8))
     assert read_upload(Upload(path, "wide.png"), 110)[0].shape == (11, 10, 3)
-    monkeypatch.setattr(jobs, "read_rgb8", None)  # never reached
+    monkeypatch.setattr(image_io.cv2, "imdecode", None)  # never reached
     with pytest.raises(InputError, match=r"wide.png is 10x11 = 110 pixels; this app takes images of at most 109 "):
         read_upload(Upload(path, "wide.png"), 109)
 
@@ -149,11 +151,26 @@ def test_a_released_name_loads_its_cached_file(tmp_path, weights, deraining, mon
 
 @pytest.mark.parametrize("args, expected", [
     (["--weights", "nope.pth"], "--weights nope.pth: no such file"),
-    (["--max_pixels", "0"], "--max_pixels must be positive"),
+    (["--host", "192.0.2.1"], r"cannot serve on 192.0.2.1:7860 \(--host, --port\): Cannot assign"),  # TEST-NET-1
+    (["--port", "BUSY"], r"--port \d+: the port is in use on 127.0.0.1 \(another server\?\); choose another with "
+                         "--port N"),
 ])
 def test_app_refuses_bad_arguments(args, expected, app_py):
-    with pytest.raises(ValueError, match=expected):
-        app_py.setup(app_py.parse_args(args))
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        args = [str(busy.getsockname()[1]) if arg == "BUSY" else arg for arg in args]
+        with pytest.raises(ValueError, match=expected):
+            app_py.setup(app_py.parse_args(args))
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--port", "99999"], "argument --port: a port is 1 to 65535, got 99999"),
+    (["--port", "0"], "argument --port: a port is 1 to 65535, got 0"),
+    (["--max_pixels", "0"], "argument --max_pixels: must be at least 1, got 0"),
+])
+def test_app_argument_errors_are_usage_errors(args, expected, app_py, capsys):
+    assert app_py.main(args) == 2
+    err = capsys.readouterr().err
+    assert f"error: {expected}" in err and "Traceback" not in err
 
 
 def test_app_without_gradio_says_how_to_install_it(weights):

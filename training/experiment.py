@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.checkpoint import read_checkpoint
+from utils.files import check_writable, stale_temporaries
 
 from .distributed import Dist, start_on_main
 from .state import check_resumable
@@ -60,14 +61,29 @@ def experiment_lock(exp_dir: Path, note: Any = print) -> Iterator[None]:
 
     The lock is an flock on that file (the system drops it when its process ends, however it ends),
     and the file names its holder: host, pid and start time. A lock whose process is gone is taken
-    over, and `note` says so; a live one raises ExperimentError naming its holder.
+    over, and `note` says so; a live one raises ExperimentError naming its holder, and so does a folder
+    that cannot be created or written (a file, permission denied). Temporary files that a save cut short
+    left in the folder (utils.files.stale_temporaries) are removed, with a note.
     """
     created = not exp_dir.exists()
-    exp_dir.mkdir(parents=True, exist_ok=True)
     path = exp_dir / ".lock"
-    with _locked(path) as f:
+    with contextlib.ExitStack() as stack:
+        try:
+            exp_dir.mkdir(parents=True, exist_ok=True)
+            f = stack.enter_context(_locked(path))
+            check_writable(exp_dir)
+        except OSError as err:
+            why = "it is a file, not a folder" if exp_dir.is_file() else err.strerror or str(err)
+            raise ExperimentError(f"cannot train into paths.experiment {exp_dir}: {why}; choose a folder this user "
+                                  "can write to, e.g. --set paths.experiment=experiments/NEW_NAME") from None
         if previous := _holder(f):
             note(f"note: taking over the lock of {exp_dir} from a run that is gone ({previous})")
+        # with the lock held no save into the folder is under way: what atomic_save left is a killed run's
+        if stale := stale_temporaries(exp_dir):
+            for temporary in stale:
+                temporary.unlink()
+            note(f"note: removed {len(stale)} stale temporary file(s) left in {exp_dir} by an interrupted save: "
+                 f"{', '.join(p.name for p in stale)}")
         f.seek(0)
         f.truncate()
         json.dump({"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f)

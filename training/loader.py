@@ -67,8 +67,10 @@ class Loader(DataLoader):
         forever when it exits. So the ones still alive after it are killed.
         """
         for iterator in list(self._iterators):
+            if not hasattr(iterator, "_shutdown_workers"):  # num_workers 0: a single-process iterator, no workers
+                continue
             iterator._shutdown_workers()
-            for worker in getattr(iterator, "_workers", ()):
+            for worker in iterator._workers:
                 if worker.is_alive():
                     worker.kill()
                     worker.join()
@@ -83,18 +85,24 @@ def dataset_from_options(datasets: dict[str, Any], split: str, check: bool = Tru
     args = {k: v for k, v in section.items() if k not in ("batch_size", "num_workers", "check")}
     root = resolve_path(args["dir"])
     try:
-        dataset = build_dataset({**args, "type": _DATASET_TYPES[split], "dir": root})
+        dataset = build_dataset({**args, "type": _DATASET_TYPES[split], "dir": root,
+                                 "limit_name": f"datasets.{split}.max_pixels"})
     except DataError as err:
         raise DataError(f"datasets.{split}: {err} (datasets.{split}.dir = {section['dir']}; relative paths "
                         "start at the repository root)") from None
     if check and section["check"]:
         report = check_split(root, section["pairing"], max(section["num_workers"], 1),
-                             published_pairs(root.parent.name, root.name), hashes=False)
+                             published_pairs(root.parent.name, root.name), hashes=False,
+                             max_pixels=section["max_pixels"], limit_name=f"datasets.{split}.max_pixels")
         if not report.usable:
             raise DataError(f"datasets.{split}: {report.message()}. Or start without this check (--set "
                             f"datasets.{split}.check=false: training then stops at the first unusable pair).")
         for warning in report.warnings():
             print(f"note: datasets.{split}: {warning}")
+        patch = section["patch_size"]
+        if split == "train" and (small := sum(min(size) < patch for size in report.sizes)):
+            print(f"note: datasets.train: {small} of {len(report.sizes)} training pair(s) are smaller than the patch "
+                  f"of {patch} and are reflect-padded to it (the authors' augmentation)")
     return dataset
 
 

@@ -36,6 +36,8 @@ def validate(opt: dict[str, Any], fail: Fail) -> None:
                                          "the image 4 times)")
         if data[split]["batch_size"] < 1:
             fail(f"{prefix}.batch_size", "must be at least 1")
+        if data[split]["max_pixels"] < 1:
+            fail(f"{prefix}.max_pixels", "must be at least 1")
         if data[split]["num_workers"] < 0:
             fail(f"{prefix}.num_workers", "must be 0 (load in the main process) or more")
         if data[split]["pairing"] not in PAIRINGS:

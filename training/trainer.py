@@ -4,6 +4,7 @@ import contextlib
 import itertools
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,14 @@ class InputError(Exception):
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class WriteError(Exception):
+    """A file of the experiment that cannot be written (a full disk, say): the message names it, the cause,
+    and the last complete checkpoint (atomic writes leave the previous one intact)."""
+
+
+LATEST = "model_latest.pth"  # the checkpoint `--resume auto` takes
 
 
 class Trainer:
@@ -69,6 +78,7 @@ class Trainer:
         scheduler = build_scheduler(optimizer, self.cfg["epochs"], self.cfg["warmup_epochs"], self.cfg["eta_min"],
                                     self.cfg["schedule"], len(self.train_loader))
         self.state = TrainingState(self.net, optimizer, scheduler)
+        self.last_complete: tuple[Path, str] | None = None  # the last checkpoint written whole, and its progress
 
     @property
     def progress(self) -> Progress:
@@ -79,12 +89,30 @@ class Trainer:
             tqdm.write(message)
 
     def save(self, name: str) -> None:
-        save_checkpoint(self.exp_dir / name, **self.state.state_dict(), options=self.opt)
+        path = self.exp_dir / name
+        with self.writing(path):
+            save_checkpoint(path, **self.state.state_dict(), options=self.opt)
+        self.last_complete = path, str(self.progress)
+
+    @contextlib.contextmanager
+    def writing(self, path: Path) -> Iterator[None]:
+        """An OSError while writing `path` becomes a WriteError naming it, and what is still intact."""
+        try:
+            yield
+        except OSError as err:
+            intact = "no checkpoint was saved yet"
+            if self.last_complete:  # every checkpoint holds all that resuming needs (TrainingState)
+                last, progress = self.last_complete
+                resume = "auto" if last == self.exp_dir / LATEST else str(last)
+                intact = (f"the last complete checkpoint is {last} ({progress}); once there is room, continue with "
+                          f"--resume {resume}")
+            raise WriteError(f"cannot write {path}: {err.strerror or err}; {intact}") from None
 
     def resume(self, path: Path, checkpoint: dict[str, Any]) -> None:
         """Continues the run saved in `checkpoint` (read from `path`)."""
         self.state.load_state_dict(checkpoint, path)
         p = self.progress
+        self.last_complete = path, str(p)
         self.log(f"resumed from {path}: {p}, best val PSNR {p.best_psnr:.2f} dB")
         if changed := options_diff(checkpoint.get("options", {}), self.opt):
             self.log("note: options differ from the checkpoint's (the optimizer and learning-rate schedule go on "
@@ -159,25 +187,29 @@ class Trainer:
             self.save("model_best.pth")
         if self.cfg["save_every"] and epoch % self.cfg["save_every"] == 0:
             self.save(f"model_epoch_{epoch}.pth")
-        self.save("model_latest.pth")
+        self.save(LATEST)
         seconds = time.time() - start
-        metrics.write({"epoch": epoch, "iterations": p.iteration, "loss": f"{loss:.6f}", "lr": f"{lr:.6e}",
-                       "val_psnr": "" if psnr is None else f"{psnr:.4f}", "best_psnr": f"{p.best_psnr:.4f}",
-                       "seconds": f"{seconds:.1f}"})
+        with self.writing(metrics.path):
+            metrics.write({"epoch": epoch, "iterations": p.iteration, "loss": f"{loss:.6f}", "lr": f"{lr:.6e}",
+                           "val_psnr": "" if psnr is None else f"{psnr:.4f}", "best_psnr": f"{p.best_psnr:.4f}",
+                           "seconds": f"{seconds:.1f}"})
         val = "" if psnr is None else f"  val PSNR {psnr:.2f} dB"
         self.log(f"epoch {epoch}/{self.cfg['epochs']}  {seconds:.1f} s  loss {loss:.4f}  lr {lr:.3e}{val}"
                  f"  best {p.best_psnr:.2f} dB (epoch {p.best_epoch})")
 
     def fit(self) -> None:
         """Trains from the current progress to the last epoch. On an interrupt (or bad data mid-epoch)
-        saves model_latest.pth and re-raises; the DataLoader workers end in any case."""
+        saves model_latest.pth and re-raises; the DataLoader workers end in any case. A file that cannot be
+        written stops the run with a WriteError."""
         if self.dist.main:
-            save_options(self.opt, self.exp_dir / "options.yml")
+            with self.writing(self.exp_dir / "options.yml"):
+                save_options(self.opt, self.exp_dir / "options.yml")
         if self.progress.epoch >= self.cfg["epochs"]:
             self.log(f"nothing to do: {self.progress.epoch} of {self.cfg['epochs']} epochs are done")
             return
         self.describe_run()
-        metrics = MetricsLog(self.exp_dir, self.progress.epoch) if self.dist.main else None
+        with self.writing(self.exp_dir / "metrics.csv"):
+            metrics = MetricsLog(self.exp_dir, self.progress.epoch) if self.dist.main else None
         try:
             with metrics or contextlib.nullcontext():
                 for epoch in range(self.progress.epoch + 1, self.cfg["epochs"] + 1):
@@ -187,8 +219,8 @@ class Trainer:
         except (KeyboardInterrupt, DataError):
             if self.dist.main:
                 with signals_ignored():
-                    self.save("model_latest.pth")
-                self.log(f"saved {self.exp_dir / 'model_latest.pth'} ({self.progress}); continue with --resume auto")
+                    self.save(LATEST)
+                self.log(f"saved {self.exp_dir / LATEST} ({self.progress}); continue with --resume auto")
             raise
         finally:
             self.train_loader.shutdown()

@@ -84,6 +84,21 @@ def _not_a_checkpoint(path: Path, err: Exception) -> str:
 
 
 def save_checkpoint(path: str | os.PathLike, state_dict: StateDict, **extra: Any) -> None:
-    """Writes `{**extra, 'state_dict': state_dict}` atomically (temp file + rename), tensors on the CPU."""
+    """Writes `{**extra, 'state_dict': state_dict}` atomically (temp file + rename), tensors on the CPU.
+
+    A failed write (a full disk) is the OSError behind it, e.g. ENOSPC; `path` keeps its old content.
+    """
     state = {k: v.detach().cpu() for k, v in state_dict.items()}
-    atomic_save(path, lambda tmp: torch.save({**extra, "state_dict": state}, tmp))
+    atomic_save(path, lambda tmp: _torch_save({**extra, "state_dict": state}, tmp))
+
+
+def _torch_save(obj: Any, path: str) -> None:
+    # torch.save to a path reports a failed write as "RuntimeError: [enforce fail at inline_container.cc...]"
+    # without its cause; through a Python file object the OSError it met is that RuntimeError's context
+    with open(path, "wb") as f:
+        try:
+            torch.save(obj, f)
+        except RuntimeError as err:
+            if isinstance(err.__context__, OSError):
+                raise err.__context__ from None
+            raise

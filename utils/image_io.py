@@ -1,14 +1,23 @@
 """Reading and writing image files, and listing the images of a folder."""
+import io
 import os
+import warnings
 from operator import attrgetter
 from pathlib import Path
 
 import cv2
 import numpy as np
+import PIL.Image
 
 from utils.files import atomic_save
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+# read_rgb8's default limit: 8192x8192 = 67,108,864 pixels (192 MB as 8-bit RGB). A 48-megapixel photo fits; a
+# decompression bomb (a 20000x20000 PNG of a megabyte) does not. Callers can raise it.
+MAX_PIXELS = 8192 * 8192
+# PIL warns about images over its own limit when it reads their header; read_rgb8 applies `max_pixels` to
+# that header's size instead, so the warning would only add a line before (or without) our message
+warnings.filterwarnings("ignore", category=PIL.Image.DecompressionBombWarning)
 
 
 class ImageReadError(ValueError):
@@ -20,11 +29,44 @@ class ImageReadError(ValueError):
         super().__init__(f"cannot read image {self.path}: {reason}")
 
 
-def read_rgb8(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
+class PixelLimitError(ImageReadError):
+    """An image with more pixels than the limit; `size` says how many ("5000x4000 = 20,000,000 pixels", or a
+    lower bound), `limit` is the limit."""
+
+    def __init__(self, path: str | os.PathLike, size: str, limit: int, limit_name: str):
+        self.size, self.limit = size, limit
+        super().__init__(path, f"{size}, over the limit of {limit:,} ({limit_name})")
+
+
+def header_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
+    """(width, height) from an image file's header, without decoding its pixels; None where PIL cannot
+    tell (not an image, or a format PIL does not know). PIL.Image.DecompressionBombError when the header
+    declares over twice PIL's own limit (PIL.Image.MAX_IMAGE_PIXELS)."""
+    try:
+        with PIL.Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except PIL.Image.DecompressionBombError:
+        raise
+    except Exception:  # noqa: BLE001 - PIL raises many types for what it cannot open: the decoder decides
+        return None
+
+
+def check_pixels(path: str | os.PathLike, width: int, height: int, max_pixels: int,
+                 limit_name: str = "--max_pixels") -> None:
+    """PixelLimitError when an image of width x height has more than `max_pixels` pixels."""
+    if width * height > max_pixels:
+        raise PixelLimitError(path, f"{width}x{height} = {width * height:,} pixels", max_pixels, limit_name)
+
+
+def read_rgb8(path: str | os.PathLike, max_pixels: int = MAX_PIXELS,
+              limit_name: str = "--max_pixels") -> tuple[np.ndarray, str | None]:
     """Read an image as (H, W, 3) uint8 RGB.
 
     Returns the image and a short note on what was converted to get there
     ("16-bit", "grayscale", "alpha dropped", comma-joined), or None for 8-bit RGB files.
+    ImageReadError for a file that is missing, unreadable or undecodable, and PixelLimitError for one of
+    more than `max_pixels` pixels: its size is read from the header first, so such an image (a
+    decompression bomb too) is never decoded. `limit_name` is the flag or option that sets the limit.
     """
     try:
         # fromfile + imdecode instead of imread: tells a missing file from an undecodable one
@@ -33,9 +75,24 @@ def read_rgb8(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
         raise ImageReadError(path, e.strerror or str(e)) from e
     if buf.size == 0:
         raise ImageReadError(path, "empty file")
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    try:
+        size = header_size(buf)
+    except PIL.Image.DecompressionBombError:
+        bound = 2 * PIL.Image.MAX_IMAGE_PIXELS
+        if max_pixels < bound:
+            raise PixelLimitError(path, f"more than {bound:,} pixels", max_pixels, limit_name) from None
+        size = None  # a limit above PIL's: the decoded size decides
+    if size is not None:
+        check_pixels(path, *size, max_pixels, limit_name)
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    except cv2.error as err:  # e.g. OpenCV's own pixel limit (CV_IO_MAX_IMAGE_PIXELS)
+        raise ImageReadError(path, f"the decoder failed ({str(err).strip().split('error: ')[-1]})") from None
+    except MemoryError:
+        raise ImageReadError(path, "not enough memory to decode it") from None
     if img is None:
         raise ImageReadError(path, "not a decodable image (corrupt, truncated or not an image)")
+    check_pixels(path, img.shape[1], img.shape[0], max_pixels, limit_name)  # formats PIL cannot size
     notes = []
     if img.dtype == np.uint16:
         # v * 255 / 65535 == v / 257, and v / 257 never falls on a .5 tie

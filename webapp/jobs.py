@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import PIL.Image
 import torch
 
 from evaluations.metrics import psnr_ssim, resolve_protocol
@@ -18,11 +17,11 @@ from inference.network import BATCH_WINDOWS, WINDOW, DerainingNetwork, load_netw
 from inference.tiling import Progress
 from models.pretrained import find, names, releases, resolve_weights
 from utils.device import device_name
-from utils.image_io import ImageReadError, read_rgb8, write_png_atomic
+from utils.image_io import ImageReadError, PixelLimitError, read_rgb8, write_png_atomic
 
 REPO = Path(__file__).resolve().parents[1]
+MAX_PIXELS = 4096 * 4096  # the page's limit: 256 windows of 256x256, about 13 minutes for NeRD-Rain-S on 2 CPU cores
 DEMO_WEIGHTS = Path("demo/experiment/model_best.pth")  # what `bash demo.sh` trains, under REPO
-MAX_PIXELS = 4096 * 4096  # 256 windows of 256x256: about 13 minutes for NeRD-Rain-S on 2 CPU cores
 KEEP_RESULTS_S = 3600  # the page's own copies (gradio's cache) are deleted after an hour too
 
 
@@ -69,40 +68,16 @@ def weight_choices(weights: list[str] | None) -> dict[str, str]:
     return choices
 
 
-def check_pixels(name: str, width: int, height: int, max_pixels: int) -> None:
-    """InputError when an image of width x height is over the pixel limit."""
-    if width * height > max_pixels:
-        raise InputError(f"{name} is {width}x{height} = {width * height:,} pixels; this app takes images of "
-                         f"at most {max_pixels:,} pixels (--max_pixels).")
-
-
-def header_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from the file's header, without decoding it; None where PIL cannot tell."""
-    try:
-        with PIL.Image.open(path) as image:
-            return image.size
-    except PIL.Image.DecompressionBombError:  # over twice PIL's own limit (179 MP): the caller refuses it
-        raise
-    except Exception:  # noqa: BLE001 - not an image, or a format PIL does not know: read_rgb8 decides
-        return None
-
-
 def read_upload(upload: Upload, max_pixels: int) -> tuple[np.ndarray, str | None]:
     """The file's pixels and conversion note as read_rgb8 gives them, or InputError: not an image, or
-    more than `max_pixels` pixels (checked in the header first, so a huge image is never decoded)."""
+    more than `max_pixels` pixels (read_rgb8 checks the header first, so a huge image is never decoded)."""
     try:
-        size = header_size(upload.path)
-    except PIL.Image.DecompressionBombError:
-        raise InputError(f"{upload.name} has over {2 * PIL.Image.MAX_IMAGE_PIXELS:,} pixels; this app takes "
-                         f"images of at most {max_pixels:,} pixels (--max_pixels).") from None
-    if size is not None:
-        check_pixels(upload.name, *size, max_pixels)
-    try:
-        rgb, note = read_rgb8(upload.path)
+        return read_rgb8(upload.path, max_pixels)
+    except PixelLimitError as err:
+        raise InputError(f"{upload.name} is {err.size}; this app takes images of at most {max_pixels:,} pixels "
+                         "(--max_pixels).") from None
     except ImageReadError as err:
         raise InputError(f"Cannot read {upload.name}: {err.reason}.") from None
-    check_pixels(upload.name, rgb.shape[1], rgb.shape[0], max_pixels)  # formats PIL cannot size
-    return rgb, note
 
 
 class Networks:
