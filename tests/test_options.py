@@ -142,6 +142,7 @@ def test_open_sections_take_the_class_arguments_and_need_a_type_name():
     ("train.betas=[0.9, .nan]", r"train\.betas = \[0\.9, nan\] must hold finite numbers"),
     ("train.lr=0", r"train\.lr must be positive"),
     ("datasets.train.batch_size=0", r"batch_size must be at least 1"),
+    ("train.accumulate=0", r"train\.accumulate = 0 must be at least 1"),
     ("train.betas=[0.9]", r"train\.betas = \[0\.9\] must be two numbers"),
     ("train=5", r"train \(in --set train=5\) must be a mapping"),
 ])

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -18,8 +19,9 @@ import torch
 import train
 from losses import MultiScaleLoss
 from models import build_model
-from models.weights import load_weights
+from models.weights import authors_state, load_weights
 from training import trainer
+from training.cuda_graph import cuda_graph_problem
 from training.experiment import experiment_lock
 from training.metrics_log import METRICS_HEADER
 from training.options import load_options
@@ -134,6 +136,100 @@ def test_ctrl_c_saves_latest_and_resume_continues_exactly(full_run, dataset, tmp
     assert [r["loss"] for r in rows] == [r["loss"] for r in full]  # epoch 2's mean includes the batch before Ctrl-C
 
 
+
+@pytest.fixture(scope="module")
+def three_pairs(train_pairs, tmp_path_factory) -> Path:
+    """train_pairs with a third training pair (img0 flipped): an odd count, so the last step of an epoch
+    at batch 2 wraps round to the first pair of the epoch's order."""
+    root = tmp_path_factory.mktemp("three")
+    shutil.copytree(train_pairs, root, dirs_exist_ok=True)
+    for side in ("input", "target"):
+        image = cv2.imread(str(train_pairs / "train" / side / "img0.png"))
+        cv2.imwrite(str(root / "train" / side / "img2.png"), cv2.flip(image, 1))
+    return root
+
+
+@pytest.fixture(scope="module")
+def batch_2_and_accumulated(three_pairs, train_options, tmp_path_factory) -> dict[str, tuple[Path, list, dict]]:
+    """3 epochs on three pairs with the per-iteration schedule, as batch 2 and as batch 1 accumulating 2:
+    each run's experiment folder, the inputs of every optimizer step and the gradients of the first."""
+    runs = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as _one_thread does for the tests: bit-exact comparisons need the same count
+    try:
+        for name, batch, accumulate in (("batch 2", 2, 1), ("batch 1 x 2", 1, 2)):
+            opt = train_options(three_pairs, tmp_path_factory.mktemp("accumulate") / "opt.yml", epochs=3,
+                                schedule="iteration", save_every=0, accumulate=accumulate)
+            inputs, grads, step = [], {}, trainer.Trainer.step
+
+            def recorded(self, batch, epoch):
+                inputs.append(batch["input"].clone())
+                result = step(self, batch, epoch)
+                grads.update({} if grads else {n: p.grad.clone() for n, p in self.net.named_parameters()
+                                               if p.grad is not None})
+                return result
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(trainer.Trainer, "step", recorded)
+                assert train.main(["--opt", str(opt), "--set", f"datasets.train.batch_size={batch}"]) == 0
+            runs[name] = opt.parent / "exp", inputs, grads
+    finally:
+        torch.set_num_threads(threads)
+    return runs
+
+
+def test_batch_1_accumulating_2_trains_as_batch_2(batch_2_and_accumulated, capsys):
+    """The same pairs in every optimizer step (the last of an epoch wraps round, as batch 2 does), the schedule
+    counted in optimizer steps (2 per epoch of 3 pairs), the same gradients and weights within float tolerance.
+
+    Float tolerance: on the CPU a batch of 1 and a batch of 2 take other kernels, which round differently
+    (docs/architecture.md, "Tiling"); Adam's steps of about lr x sign(gradient) turn that noise, in the few
+    gradients near zero, into weight differences of up to 1% of what the weights moved (2.3e-5 of 3.5e-3 here)."""
+    (exp2, inputs2, grads2), (exp1, inputs1, grads1) = (batch_2_and_accumulated[name]
+                                                        for name in ("batch 2", "batch 1 x 2"))
+    assert len(inputs1) == len(inputs2) == 6 and all(torch.equal(a, b) for a, b in zip(inputs1, inputs2))
+    assert grads1.keys() == grads2.keys()
+    for name, ref in grads2.items():
+        assert (grads1[name] - ref).abs().max().item() <= 1e-4 * ref.abs().max().item() + 1e-7, name
+    rows2, rows1 = ([r for r in csv.DictReader((exp / "metrics.csv").open())] for exp in (exp2, exp1))
+    assert [r["iterations"] for r in rows1] == [r["iterations"] for r in rows2] == ["2", "4", "6"]
+    assert [r["lr"] for r in rows1] == [r["lr"] for r in rows2]
+    assert [float(r["loss"]) for r in rows1] == pytest.approx([float(r["loss"]) for r in rows2], rel=1e-5)
+    a, b = weights(exp1 / "model_latest.pth"), weights(exp2 / "model_latest.pth")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1234)  # the trainer's seed: the network both runs started from
+        start = authors_state(build_model(load_options(exp1 / "options.yml")["network"]))
+    difference = max((a[k] - b[k]).abs().max().item() for k in a)
+    moved = max((a[k] - start[k]).abs().max().item() for k in a)
+    with capsys.disabled():
+        print(f"\nmax weight difference, batch 1 x 2 against batch 2: {difference:.2e}, weights moved {moved:.2e}")
+    assert difference < 1e-2 * moved
+
+
+def test_ctrl_c_mid_accumulation_resumes_exactly(batch_2_and_accumulated, three_pairs, tmp_path, capsys,
+                                                 monkeypatch, train_options, assert_same_weights):
+    """Ctrl-C between the two micro-batches of a step: model_latest.pth holds the last whole step, and the
+    resumed run redoes the interrupted one, ending bit for bit where the uninterrupted run did."""
+    exp = batch_2_and_accumulated["batch 1 x 2"][0]
+    opt = train_options(three_pairs, tmp_path / "opt.yml", epochs=3, schedule="iteration", save_every=0,
+                        accumulate=2)
+    forward, calls = MultiScaleLoss.forward, []
+
+    def interrupted(self, outputs, target):
+        calls.append(1)
+        if len(calls) == 8:  # epoch 2, the second micro-batch of its second step
+            raise KeyboardInterrupt
+        return forward(self, outputs, target)
+
+    monkeypatch.setattr(MultiScaleLoss, "forward", interrupted)
+    code, out = run_main(capsys, "--opt", str(opt), "--set", "datasets.train.batch_size=1")
+    assert code == train.EXIT_INTERRUPTED, out
+    latest = torch.load(tmp_path / "exp" / "model_latest.pth", weights_only=True)
+    assert (latest["epoch"], latest["batches_done"], latest["iteration"]) == (1, 1, 3)
+    monkeypatch.setattr(MultiScaleLoss, "forward", forward)
+    code, out = run_main(capsys, "--opt", str(opt), "--set", "datasets.train.batch_size=1", "--resume")
+    assert code == 0, out
+    assert_same_weights(tmp_path / "exp" / "model_latest.pth", exp / "model_latest.pth")
+
 def test_sigterm_to_the_process_group_saves_latest(dataset, tmp_path, train_options):
     """A job scheduler (or `timeout`) sends SIGTERM to every process of the job, DataLoader workers
     included: the run still saves model_latest.pth and exits with one line, no traceback."""
@@ -207,6 +303,17 @@ def test_fast_options_train_on_cpu(full_run, dataset, tmp_path, capsys, train_op
     assert load_options(tmp_path / "exp" / "options.yml")["train"]["channels_last"] is True
 
 
+
+def test_checkpointed_activations_train_the_same_weights(full_run, dataset, tmp_path, capsys, train_options,
+                                                         assert_same_weights):
+    """train.checkpoint_activations recomputes the same numbers in the backward pass: the run's weights are
+    the plain run's, bit for bit on the CPU."""
+    opt = train_options(dataset, tmp_path / "opt.yml")
+    code, out = run_main(capsys, "--opt", str(opt), "--set", "train.checkpoint_activations=true")
+    assert code == 0, out
+    assert "checkpoint_activations True" in out
+    assert_same_weights(tmp_path / "exp" / "model_latest.pth", full_run / "model_latest.pth")
+
 def test_existing_checkpoints_need_resume(full_run, capsys):
     code, out = run_main(capsys, "--opt", str(full_run.parent / "opt.yml"))
     assert code == train.EXIT_BAD_INPUT
@@ -234,6 +341,12 @@ def test_bad_input_exits_2_with_one_message(dataset, tmp_path, capsys, setup, ex
     assert re.search(expected, out), out
     assert "Traceback" not in out and out.count("error: ") == 1
 
+
+
+def test_cuda_graphs_are_refused_with_checkpointed_activations():
+    problem = cuda_graph_problem(torch.device("cuda"), 1, compiled=False, checkpointed=True)
+    assert problem and "train.checkpoint_activations" in problem and "use one of the two" in problem
+    assert cuda_graph_problem(torch.device("cuda"), 1, compiled=False, checkpointed=False) is None
 
 def test_bad_yaml_exits_2(tmp_path, capsys):
     path = tmp_path / "bad.yml"

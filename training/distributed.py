@@ -1,5 +1,6 @@
 """This process's place in a job of several processes (started by torchrun or by Slurm's srun), joining
 its process group, and what the processes exchange."""
+import contextlib
 import os
 import re
 import subprocess
@@ -135,11 +136,17 @@ def leave() -> None:
     _main_work_group = None
 
 
-def mean_over_processes(value: torch.Tensor, dist: Dist) -> float:
-    """A scalar averaged over all processes (a NaN anywhere makes it NaN everywhere)."""
-    value = value.detach()
+def mean_over_processes(values: torch.Tensor, dist: Dist) -> list[float]:
+    """A vector of scalars averaged over all processes, in one exchange (a NaN anywhere makes it NaN everywhere)."""
+    values = values.detach()
     if dist.world > 1:
-        value = value.clone()
-        torch_dist.all_reduce(value)
-        value /= dist.world
-    return value.item()
+        values = values.clone()
+        torch_dist.all_reduce(values)
+        values /= dist.world
+    return values.tolist()
+
+
+def gradient_sync_skipped(model: nn.Module, skip: bool) -> contextlib.AbstractContextManager:
+    """DistributedDataParallel's no_sync() when `skip` is true and `model` is one: the backward passes in
+    it add to the gradients without exchanging them, and the next backward outside it exchanges the sum."""
+    return model.no_sync() if skip and isinstance(model, DistributedDataParallel) else contextlib.nullcontext()

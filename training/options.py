@@ -53,6 +53,8 @@ def validate(opt: dict[str, Any], fail: Fail) -> None:
         fail("train.betas", f"= {train['betas']} must be two numbers in [0, 1), e.g. [0.9, 0.999]")
     if train["schedule"] not in ("epoch", "iteration"):
         fail("train.schedule", f"= {train['schedule']!r} must be 'epoch' (the authors') or 'iteration'")
+    if train["accumulate"] < 1:
+        fail("train.accumulate", f"= {train['accumulate']} must be at least 1 (1: one batch per optimizer step)")
     if train["seed"] < 0:
         fail("train.seed", "must be 0 or more")
     if train["val_every"] < 1:

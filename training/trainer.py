@@ -21,7 +21,7 @@ from utils.options import resolve_path, save_options
 from utils.signals import signals_ignored
 
 from .cuda_graph import CudaGraphed, cuda_graph_problem
-from .distributed import Dist, data_parallel, from_main, mean_over_processes
+from .distributed import Dist, data_parallel, from_main, gradient_sync_skipped, mean_over_processes
 from .experiment import options_diff
 from .loader import dataset_from_options, loader_from_options, train_loader_from_options
 from .metrics_log import MetricsLog
@@ -55,14 +55,17 @@ class Trainer:
             self.loss = build_loss(self.cfg["loss"]).to(device)
         except ValueError as err:
             raise InputError(f"train.loss options: {err}") from None
-        if self.cfg["cuda_graph"] and (problem := cuda_graph_problem(device, dist.world, self.cfg["compile"])):
+        network.set_checkpoint_activations(self.cfg["checkpoint_activations"])
+        if self.cfg["cuda_graph"] and (problem := cuda_graph_problem(device, dist.world, self.cfg["compile"],
+                                                                     self.cfg["checkpoint_activations"])):
             raise InputError(f"train.cuda_graph (--cuda_graph): {problem}")
         self.net = prepare_model(network, device, self.cfg["channels_last"], self.cfg["compile"])
         self.model = data_parallel(self.net, device, dist)
         self.train_forward = CudaGraphed(self.net) if self.cfg["cuda_graph"] else self.model
         data = opt["datasets"]
         self.train_set, self.val_set = (dataset_from_options(data, split, check=False) for split in ("train", "val"))
-        self.train_loader = train_loader_from_options(self.train_set, data["train"], device, dist, self.cfg["seed"])
+        self.train_loader = train_loader_from_options(self.train_set, data["train"], device, dist, self.cfg["seed"],
+                                                      self.cfg["accumulate"])
         self.val_loader = loader_from_options(self.val_set, data["val"], device)
         optimizer = torch.optim.Adam(self.net.parameters(), lr=self.cfg["lr"], betas=tuple(self.cfg["betas"]),
                                      eps=self.cfg["eps"])
@@ -105,16 +108,24 @@ class Trainer:
         self.net.train()
         return total / count
 
-    def step(self, batch: dict[str, Any], epoch: int) -> float:
-        """One optimizer step on a batch; returns the loss. Raises NonFiniteLossError before stepping."""
-        inp = batch["input"].to(self.device, non_blocking=True)
-        tar = batch["target"].to(self.device, non_blocking=True)
+    def step(self, batch: dict[str, Any], epoch: int) -> tuple[float, dict[str, float]]:
+        """One optimizer step on a batch, in train.accumulate micro-batches whose gradients add up; returns
+        the loss and its terms (means over the batch's pairs and the processes). Raises NonFiniteLossError
+        before stepping."""
+        micro = self.cfg["accumulate"]
         optimizer = self.state.optimizer
         optimizer.zero_grad(set_to_none=True)
-        with autocast(self.device, self.cfg["amp"]):
-            outputs = self.train_forward(inp)
-        loss, _ = self.loss(type(outputs)(*(o.float() for o in outputs)), tar)
-        value = mean_over_processes(loss, self.dist)
+        sums = 0
+        for i, (inp, tar) in enumerate(zip(batch["input"].chunk(micro), batch["target"].chunk(micro))):
+            inp, tar = inp.to(self.device, non_blocking=True), tar.to(self.device, non_blocking=True)
+            with gradient_sync_skipped(self.model, i < micro - 1):  # processes exchange the sum, once
+                with autocast(self.device, self.cfg["amp"]):
+                    outputs = self.train_forward(inp)
+                loss, terms = self.loss(type(outputs)(*(o.float() for o in outputs)), tar)
+                # Each loss is a mean over its micro-batch: the mean over the step's pairs is their mean.
+                (loss / micro).backward()
+            sums = sums + torch.stack([loss.detach(), *terms.values()])
+        value, *parts = mean_over_processes(sums / micro, self.dist)
         if not math.isfinite(value):
             p = self.progress
             last = (f"the last finished epoch ({p.epoch}) is in {self.exp_dir / 'model_latest.pth'}" if p.epoch
@@ -123,9 +134,8 @@ class Trainer:
                 f"the loss is {value} at epoch {epoch}, iteration {p.iteration + 1} (batch {p.batches_done + 1} "
                 f"of {len(self.train_loader)}); stopped before the optimizer step, nothing saved: {last}. "
                 "Try a lower train.lr" + (" or without --amp" if self.cfg["amp"] else ""))
-        loss.backward()
         optimizer.step()
-        return value
+        return value, dict(zip(terms, parts))
 
     def train_epoch(self, epoch: int) -> float:
         """Trains one epoch (or its rest, after an interrupted run); returns the rate it trained with."""
@@ -138,7 +148,7 @@ class Trainer:
                    leave=False, dynamic_ncols=True, disable=not self.dist.main)
         for batch in bar:
             lr = optimizer.param_groups[0]["lr"]
-            value = self.step(batch, epoch)
+            value, _ = self.step(batch, epoch)
             if self.cfg["schedule"] == "iteration":
                 self.state.scheduler.step()
             p.batch_done(value)
@@ -197,16 +207,18 @@ class Trainer:
 
     def describe_run(self) -> None:
         """The startup summary: network, data, batch sizes, device, and the rainy inputs' PSNR."""
-        data, d, cfg, batch = self.opt["datasets"], self.dist, self.cfg, self.train_loader.batch_size
+        data, d, cfg = self.opt["datasets"], self.dist, self.cfg
+        batch, micro = data["train"]["batch_size"], cfg["accumulate"]
         params = sum(p.numel() for p in self.net.parameters())
         self.log(f"network: {describe(network_options(self.net))}, {params / 1e6:.2f} M parameters")
         self.log(f"train: {len(self.train_set)} pairs in {data['train']['dir']}, patch {data['train']['patch_size']}, "
                  f"{len(self.train_loader)} iterations per epoch; val: {len(self.val_set)} pairs in "
                  f"{data['val']['dir']}, centre crop {data['val']['patch_size']}")
-        self.log(f"batch size {batch} per process x {d.world} process{'es' if d.world > 1 else ''} = "
-                 f"effective batch size {batch * d.world} (the global batch of every step)")
-        self.log(f"device {self.device}, amp {cfg['amp']}, compile {cfg['compile']}, cuda_graph {cfg['cuda_graph']}; "
-                 f"experiment {self.exp_dir}")
+        accumulated = f" x {micro} accumulated (train.accumulate)" if micro > 1 else ""
+        self.log(f"batch size {batch} per process{accumulated} x {d.world} process{'es' if d.world > 1 else ''} = "
+                 f"effective batch size {batch * micro * d.world} (the global batch of every step)")
+        self.log(f"device {self.device}, amp {cfg['amp']}, compile {cfg['compile']}, cuda_graph {cfg['cuda_graph']}, "
+                 f"checkpoint_activations {cfg['checkpoint_activations']}; experiment {self.exp_dir}")
         if note := slow_amp_note(self.device, cfg["amp"]):
             self.log(note)
         if d.main:
