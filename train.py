@@ -1,6 +1,6 @@
 """Train NeRD-Rain as the authors do (docs/architecture.md, "Training recipe and schedule").
 
-    python train.py --opt options/rain200l.yml [--set train.lr=2e-4 ...] [--resume [auto|PATH]]
+    python train.py --opt options/rain200l.yml [--set train.lr=2e-4 ...] [--resume [auto|PATH] | --init WEIGHTS]
                     [--device auto|cpu|cuda] [--amp] [--compile] [--channels_last] [--cuda_graph]
     bash train.sh options/rain200h.yml [--gpus N] [--nnodes N --node_rank R --master_addr H] [...]  # torchrun
     srun bash train.sh options/rain200h.yml [...]   # Slurm, one task per GPU (README: Multi-node training)
@@ -15,6 +15,7 @@ training/trainer.py; this file is its command line. Exit codes: 0 done, 1 non-fi
 process, 2 bad input (options, data, checkpoint), 130 interrupted.
 """
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
@@ -40,17 +41,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="override options, e.g. --set train.lr=2e-4 datasets.train.batch_size=4")
     p.add_argument("--resume", nargs="?", const="auto", metavar="auto|PATH",
                    help="continue a run: 'auto' (the default value) takes model_latest.pth of paths.experiment")
+    p.add_argument("--init", metavar="WEIGHTS",
+                   help="start a new run from these network weights (sets train.init): a checkpoint, ours or the "
+                        "authors', or a released name such as NeRD-Rain/SPA-Data; optimizer and schedule start afresh")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     for flag, what in (("amp", "bf16 autocast"), ("compile", "torch.compile the network"),
                        ("channels_last", "channels_last memory format on a GPU (always on for the CPU)"),
                        ("cuda_graph", "replay the network's forward and backward as CUDA graphs, one GPU")):
         p.add_argument(f"--{flag}", action="store_true", help=f"{what} (sets train.{flag})")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.init is not None and args.resume is not None:
+        p.error("--init starts a new run from weights, --resume continues a run with its own: use one of the two")
+    return args
 
 
 def run(args: argparse.Namespace, dist: Dist) -> None:
     """Trains (or resumes training) into the experiment folder of the options."""
     flags = [f"train.{flag}=true" for flag in ("amp", "compile", "channels_last", "cuda_graph") if getattr(args, flag)]
+    if args.init is not None:
+        flags.append(f"train.init={json.dumps(args.init)}")  # a JSON string is a YAML string, whatever the path
     opt = load_options(args.opt, [*args.overrides, *flags])  # every process, before joining: all fail alike
     exp_dir = resolve_path(opt["paths"]["experiment"])
     try:
@@ -59,7 +68,7 @@ def run(args: argparse.Namespace, dist: Dist) -> None:
         raise InputError(str(err)) from None
     reuse_freed_cpu_memory(device)
     with started_experiment(exp_dir, args.resume, lambda: check_datasets(opt["datasets"]), dist) as (path, checkpoint):
-        trainer = Trainer(opt, device, dist)
+        trainer = Trainer(opt, device, dist, init=opt["train"]["init"] if checkpoint is None else "")  # new runs only
         if checkpoint is not None:
             trainer.resume(path, checkpoint)
         trainer.fit()

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 import torch
 
+import models
 import train
 from losses import MultiScaleLoss
-from models import build_model
-from models.weights import authors_state, load_weights
+from models import build_model, pretrained
+from models.weights import authors_state, load_weights, save_network
 from training import trainer
 from training.cuda_graph import cuda_graph_problem
 from training.experiment import experiment_lock
@@ -314,6 +315,88 @@ def test_checkpointed_activations_train_the_same_weights(full_run, dataset, tmp_
     assert "checkpoint_activations True" in out
     assert_same_weights(tmp_path / "exp" / "model_latest.pth", full_run / "model_latest.pth")
 
+
+def metrics_rows(exp: Path) -> list[dict[str, str]]:
+    with (exp / "metrics.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_init_starts_from_the_weights_with_a_fresh_schedule(full_run, dataset, tmp_path, capsys, train_options,
+                                                            assert_same_weights):
+    """train.init in the options: epoch 1 (at rate 0) validates at the starting model's PSNR, not a random
+    network's; the iterations and the optimizer start afresh; a resume of that run does not load it again."""
+    start = tmp_path / "start.pth"
+    shutil.copy(full_run / "model_latest.pth", start)
+    opt = train_options(dataset, tmp_path / "opt.yml", epochs=2, save_every=1, init=str(start))
+    code, out = run_main(capsys, "--opt", str(opt))
+    assert code == 0, out
+    exp, trained = tmp_path / "exp", metrics_rows(full_run)
+    assert f"initial weights: {start} (train.init)" in out
+    assert f"val PSNR of the initial weights: {float(trained[-1]['val_psnr']):.2f} dB" in out
+    rows = metrics_rows(exp)
+    assert rows[0]["val_psnr"] == trained[-1]["val_psnr"] != trained[0]["val_psnr"]  # the start's, not random's
+    assert [r["iterations"] for r in rows] == ["2", "4"]
+    assert_same_weights(exp / "model_epoch_1.pth", start)  # epoch 1 runs at rate 0
+    latest = torch.load(exp / "model_latest.pth", weights_only=True)
+    assert {s["step"].item() for s in latest["optimizer"]["state"].values()} == {4.0}  # fresh Adam: 4 steps
+    assert latest["options"]["train"]["init"] == str(start)
+
+    shutil.copy(exp / "model_latest.pth", tmp_path / "uninterrupted.pth")
+    start.unlink()  # resuming must not need it
+    code, out = run_main(capsys, "--opt", str(opt), "--resume", str(exp / "model_epoch_1.pth"))
+    assert code == 0, out
+    assert f"note: train.init ({start}) is not loaded: the run goes on with model_epoch_1.pth's weights" in out
+    assert_same_weights(exp / "model_latest.pth", tmp_path / "uninterrupted.pth")
+
+
+def test_init_flag_takes_the_authors_checkpoints(full_run, dataset, tmp_path, capsys, train_options):
+    """--init with the authors' format (keys prefixed `module.` by DataParallel), recorded in options.yml."""
+    state = weights(full_run / "model_latest.pth")
+    torch.save({"epoch": 7, "state_dict": {f"module.{k}": v for k, v in state.items()}, "optimizer": {}},
+               tmp_path / "authors.pth")
+    opt = train_options(dataset, tmp_path / "opt.yml", epochs=2, save_every=1)
+    code, out = run_main(capsys, "--opt", str(opt), "--init", str(tmp_path / "authors.pth"))
+    assert code == 0, out
+    loaded = weights(tmp_path / "exp" / "model_epoch_1.pth")
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    assert load_options(tmp_path / "exp" / "options.yml")["train"]["init"] == str(tmp_path / "authors.pth")
+
+
+def test_init_takes_a_released_name(dataset, tmp_path, capsys, monkeypatch, train_options, tiny_options,
+                                    tiny_weights):
+    """A released name is downloaded (here by a patched downloader), verified and cached, as test.py does; a
+    download that fails is one line and exit 2."""
+    monkeypatch.setenv("NERD_RAIN_HOME", str(tmp_path / "home"))
+    # the tiny network stands in for NeRD-Rain-S, whose released file it then is
+    monkeypatch.setitem(models.MODELS, "NeRDRainS", models.ModelSize("NeRD-Rain-S", {
+        k: v for k, v in tiny_options.items() if k != "type"}))
+    downloads = []
+    monkeypatch.setattr(pretrained.gdown, "download",
+                        lambda url, output, quiet: downloads.append(url) or shutil.copy(tiny_weights, output))
+    opt = train_options(dataset, tmp_path / "opt.yml", epochs=2, save_every=1)
+    code, out = run_main(capsys, "--opt", str(opt), "--init", "NeRD-Rain-S/Rain200L")
+    assert code == 0, out
+    cached = tmp_path / "home" / "weights" / "NeRD-Rain-S" / "Rain200L.pth"
+    assert f"initial weights: {cached}" in out and len(downloads) == 1
+    loaded = weights(tmp_path / "exp" / "model_epoch_1.pth")
+    assert all(torch.equal(loaded[k], v) for k, v in weights(cached).items())
+
+    def offline(url, output, quiet):
+        raise ConnectionError("no network")
+    monkeypatch.setattr(pretrained.gdown, "download", offline)
+    code, out = run_main(capsys, "--opt", str(opt), "--set", f"paths.experiment={tmp_path / 'exp2'}",
+                         "--init", "NeRD-Rain-S/SPA-Data")
+    assert code == train.EXIT_BAD_INPUT and "Traceback" not in out and out.count("error: ") == 1
+    assert "error: train.init (--init): Cannot get the weights NeRD-Rain-S/SPA-Data: the download failed" in out
+
+
+def test_init_and_resume_together_are_a_usage_error(dataset, tmp_path, capsys, train_options, tiny_weights):
+    opt = train_options(dataset, tmp_path / "opt.yml")
+    with pytest.raises(SystemExit) as exit_:
+        train.main(["--opt", str(opt), "--init", str(tiny_weights), "--resume"])
+    assert exit_.value.code == train.EXIT_BAD_INPUT
+    assert "--init starts a new run from weights, --resume continues a run with its own" in capsys.readouterr().err
+
 def test_existing_checkpoints_need_resume(full_run, capsys):
     code, out = run_main(capsys, "--opt", str(full_run.parent / "opt.yml"))
     assert code == train.EXIT_BAD_INPUT
@@ -331,6 +414,10 @@ def test_existing_checkpoints_need_resume(full_run, capsys):
     (lambda d, t: ["--resume", str(t / "released.pth")], r"cannot be resumed: it lacks optimizer, scheduler"),
     (lambda d, t: ["--device", "tpu"], r"error: "),
     (lambda d, t: ["--device", "cpu", "--cuda_graph"], r"train\.cuda_graph \(--cuda_graph\): it needs a CUDA device"),
+    (lambda d, t: ["--init", str(t / "missing.pth")], r"train\.init \(--init\): checkpoint not found: .*missing\.pth"),
+    (lambda d, t: ["--init", str(make_other_network(t))], r"train\.init \(--init\): .*other\.pth holds a NeRD-Rain "
+                                                         r"variant \(dim 12, .*but the options build a NeRD-Rain "
+                                                         r"variant \(dim 8, blocks \[1, 1, 1\]"),
 ])
 def test_bad_input_exits_2_with_one_message(dataset, tmp_path, capsys, setup, expected, train_options,
                                             tiny_weights):
@@ -360,6 +447,12 @@ def make_empty(tmp_path: Path) -> Path:
         (tmp_path / "empty" / side).mkdir(parents=True)
     return tmp_path / "empty"
 
+
+
+def make_other_network(tmp_path: Path) -> Path:
+    save_network(tmp_path / "other.pth", build_model({"type": "NeRDRain", "dim": 12, "num_blocks": [1, 1, 1],
+                                                      "heads": [1, 1, 2]}))
+    return tmp_path / "other.pth"
 
 def make_unpaired(dataset: Path, tmp_path: Path) -> Path:
     root = tmp_path / "unpaired"

@@ -8,20 +8,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from data import DataError
 from evaluations.metrics import rgb_psnr
 from losses import build_loss
 from models import build_model
-from models.weights import describe, network_options
-from utils.checkpoint import save_checkpoint
+from models.pretrained import resolve_weights
+from models.weights import describe, infer_network_options, load_weights, network_options
+from utils.checkpoint import read_checkpoint, save_checkpoint
 from utils.device import autocast, prepare_model, slow_amp_note
 from utils.options import resolve_path, save_options
 from utils.signals import signals_ignored
 
 from .cuda_graph import CudaGraphed, cuda_graph_problem
-from .distributed import Dist, data_parallel, from_main, gradient_sync_skipped, mean_over_processes
+from .distributed import Dist, data_parallel, from_main, gradient_sync_skipped, mean_over_processes, start_on_main
 from .experiment import options_diff
 from .loader import dataset_from_options, loader_from_options, train_loader_from_options
 from .metrics_log import MetricsLog
@@ -40,10 +42,11 @@ class NonFiniteLossError(RuntimeError):
 class Trainer:
     """One training run into the experiment folder of `opt`: `resume` (optionally), then `fit`.
 
-    Rank 0 alone validates, logs and saves; the other processes of a job wait for it.
+    Rank 0 alone validates, logs and saves; the other processes of a job wait for it. `init` (train.init, for
+    a new run): a checkpoint path or a released name whose network weights the run starts from.
     """
 
-    def __init__(self, opt: dict[str, Any], device: torch.device, dist: Dist):
+    def __init__(self, opt: dict[str, Any], device: torch.device, dist: Dist, init: str = ""):
         self.opt, self.cfg, self.device, self.dist = opt, opt["train"], device, dist
         self.exp_dir = resolve_path(opt["paths"]["experiment"])
         torch.manual_seed(self.cfg["seed"])
@@ -56,6 +59,9 @@ class Trainer:
         except ValueError as err:
             raise InputError(f"train.loss options: {err}") from None
         network.set_checkpoint_activations(self.cfg["checkpoint_activations"])
+        # Rank 0 alone reads (or downloads) the weights: DistributedDataParallel, built below, copies its
+        # parameters to the other processes.
+        self.init_path = start_on_main(lambda: load_initial_weights(network, init), dist) if init else None
         if self.cfg["cuda_graph"] and (problem := cuda_graph_problem(device, dist.world, self.cfg["compile"],
                                                                      self.cfg["checkpoint_activations"])):
             raise InputError(f"train.cuda_graph (--cuda_graph): {problem}")
@@ -89,6 +95,8 @@ class Trainer:
         self.state.load_state_dict(checkpoint, path)
         p = self.progress
         self.log(f"resumed from {path}: {p}, best val PSNR {p.best_psnr:.2f} dB")
+        if self.cfg["init"]:
+            self.log(f"note: train.init ({self.cfg['init']}) is not loaded: the run goes on with {path.name}'s weights")
         if changed := options_diff(checkpoint.get("options", {}), self.opt):
             self.log("note: options differ from the checkpoint's (the optimizer and learning-rate schedule go on "
                      "from its saved state): " + "; ".join(changed))
@@ -221,6 +229,33 @@ class Trainer:
                  f"checkpoint_activations {cfg['checkpoint_activations']}; experiment {self.exp_dir}")
         if note := slow_amp_note(self.device, cfg["amp"]):
             self.log(note)
+        if self.init_path:
+            self.log(f"initial weights: {self.init_path} (train.init); optimizer, schedule and epochs start afresh")
         if d.main:
             self.log(f"val PSNR of the rainy inputs: {self.validate(network=False):.2f} dB")
+            if self.init_path:
+                self.log(f"val PSNR of the initial weights: {self.validate():.2f} dB")
         from_main(None, d)  # the others wait for that validation
+
+
+def load_initial_weights(network: nn.Module, given: str) -> Path:
+    """Loads the network weights of `given` (train.init: a checkpoint, ours or the authors' with or without
+    `module.`, or a released name, downloaded and verified first) into `network`; returns the file.
+    InputError in one line when it cannot be read or holds another network, naming both networks."""
+    try:
+        path = resolve_weights(given)
+        state = read_checkpoint(path)["state_dict"]
+    except (FileNotFoundError, ValueError) as err:  # a failed download is a ValueError (DownloadError)
+        raise InputError(f"train.init (--init): {str(err).splitlines()[0]}; give a checkpoint file or a released "
+                         "name (python -m models.pretrained list)") from None
+    try:
+        load_weights(network, state)
+    except ValueError:
+        try:
+            found = describe(infer_network_options(state))
+        except (ValueError, KeyError, IndexError):
+            found = "no NeRD-Rain network"
+        raise InputError(f"train.init (--init): {path} holds {found}, but the options build "
+                         f"{describe(network_options(network))}: set the options' network to the weights' "
+                         "(network.type, dim, num_blocks, heads) or start from other weights") from None
+    return path
