@@ -117,15 +117,18 @@ def lost_peer(err: BaseException) -> bool:
     return isinstance(err, torch_dist.DistError) or (isinstance(err, RuntimeError) and "gloo/transport" in str(err))
 
 
-def data_parallel(net: nn.Module, device: torch.device, dist: Dist) -> nn.Module:
-    """`net` in DistributedDataParallel when there are several processes, else `net` itself."""
+def data_parallel(net: nn.Module, device: torch.device, dist: Dist, accumulate: int = 1) -> nn.Module:
+    """`net` in DistributedDataParallel when there are several processes, else `net` itself; `accumulate`:
+    the micro-batches of a step (train.accumulate), all but the last under gradient_sync_skipped."""
     if dist.world == 1:
         return net
     # Depthwise conv weight gradients differ from their buckets only in the stride of a size-1 dimension.
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-    # static_graph: the same parameters go unused every step (NeRD-Rain's reduce_chan_level1_max3).
-    return DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
-                                   static_graph=True)
+    # The same parameters go unused every step (NeRD-Rain's reduce_chan_level1_max3): a static graph says so
+    # once. Under no_sync a static graph fails its first backward, or once past that stops exchanging the
+    # gradients (pytorch/pytorch#143580 and #187732), so accumulating runs look for unused ones every step.
+    unused = {"static_graph": True} if accumulate == 1 else {"find_unused_parameters": True}
+    return DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None, **unused)
 
 
 def leave() -> None:

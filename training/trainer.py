@@ -66,7 +66,7 @@ class Trainer:
                                                                      self.cfg["checkpoint_activations"])):
             raise InputError(f"train.cuda_graph (--cuda_graph): {problem}")
         self.net = prepare_model(network, device, self.cfg["channels_last"], self.cfg["compile"])
-        self.model = data_parallel(self.net, device, dist)
+        self.model = data_parallel(self.net, device, dist, self.cfg["accumulate"])
         self.train_forward = CudaGraphed(self.net) if self.cfg["cuda_graph"] else self.model
         data = opt["datasets"]
         self.train_set, self.val_set = (dataset_from_options(data, split, check=False) for split in ("train", "val"))
