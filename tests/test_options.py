@@ -143,6 +143,8 @@ def test_open_sections_take_the_class_arguments_and_need_a_type_name():
     ("train.lr=0", r"train\.lr must be positive"),
     ("datasets.train.batch_size=0", r"batch_size must be at least 1"),
     ("train.accumulate=0", r"train\.accumulate = 0 must be at least 1"),
+    ("train.log_every=0", r"train\.log_every = 0 must be at least 1"),
+    ("train.tensorboard_images=-1", r"train\.tensorboard_images = -1 must be at least 0"),
     ("train.betas=[0.9]", r"train\.betas = \[0\.9\] must be two numbers"),
     ("train=5", r"train \(in --set train=5\) must be a mapping"),
 ])

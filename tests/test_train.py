@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import models
 import train
@@ -83,6 +84,47 @@ def test_writes_the_checkpoints_and_metrics(full_run, epoch_lrs):
     best = torch.load(full_run / "model_best.pth", weights_only=True)
     assert best["best_psnr"] == pytest.approx(max(psnrs), abs=1e-4) and best["epoch"] == 1 + int(np.argmax(psnrs))
 
+
+
+def tensorboard_events(exp: Path) -> EventAccumulator:
+    events = EventAccumulator(str(exp / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    return events
+
+
+def test_tensorboard_logs_training_and_validation(full_run):
+    """By default: the loss, its terms, the rate, seconds per step and peak memory as means over each epoch's
+    steps (fewer than train.log_every), and each validation's PSNR (metrics.csv's), SSIM and images."""
+    events, rows = tensorboard_events(full_run), metrics_rows(full_run)
+    train_tags = {f"train/{name}" for name in ("loss", "char", "fft", "edge", "l1", "lr", "seconds_per_iteration",
+                                               "peak_memory_mib")}
+    assert set(events.Tags()["scalars"]) == train_tags | {"val/psnr", "val/ssim"}
+    for tag in (*train_tags, "val/psnr", "val/ssim"):
+        assert [e.step for e in events.Scalars(tag)] == [2, 4, 6, 8], tag  # optimizer steps at each epoch's end
+    value = {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    assert value["train/loss"] == pytest.approx([float(r["loss"]) for r in rows], rel=1e-5)
+    assert value["train/lr"] == pytest.approx([float(r["lr"]) for r in rows], rel=1e-5)
+    assert value["val/psnr"] == pytest.approx([float(r["val_psnr"]) for r in rows], abs=1e-4)
+    assert all(0 < v <= 1 for v in value["val/ssim"]) and all(v > 0 for v in value["train/seconds_per_iteration"])
+    assert all(v > 100 for v in value["train/peak_memory_mib"])  # the process's resident set: torch alone is more
+    # the two validation images (of 3 asked for), input | output | target side by side, at each validation
+    assert events.Tags()["images"] == ["val/image_1", "val/image_2"]
+    for tag in events.Tags()["images"]:
+        assert [(e.step, e.width, e.height) for e in events.Images(tag)] == [(s, 96, 32) for s in (2, 4, 6, 8)]
+
+
+def test_tensorboard_every_step_or_off(dataset, tmp_path, capsys, train_options):
+    opt = train_options(dataset, tmp_path / "opt.yml", epochs=2, save_every=0, log_every=1, tensorboard_images=1)
+    code, out = run_main(capsys, "--opt", str(opt))
+    assert code == 0, out
+    events = tensorboard_events(tmp_path / "exp")
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4] and events.Tags()["images"] == ["val/image_1"]
+    assert re.search(r"epoch 1/2: .* run left=~\d+s", out)  # the progress bar's estimate for the whole run
+    code, out = run_main(capsys, "--opt", str(opt), "--set", "train.tensorboard=false",
+                         f"paths.experiment={tmp_path / 'off'}")
+    assert code == 0, out
+    assert sorted(p.name for p in (tmp_path / "off").iterdir()) == ["metrics.csv", "model_best.pth",
+                                                                   "model_latest.pth", "options.yml"]
 
 def test_checkpoints_load_with_weights_only_and_load_weights(full_run, assert_same_weights, tiny_options):
     ckpt = torch.load(full_run / "model_latest.pth", weights_only=True)
@@ -347,6 +389,7 @@ def test_init_starts_from_the_weights_with_a_fresh_schedule(full_run, dataset, t
     assert code == 0, out
     assert f"note: train.init ({start}) is not loaded: the run goes on with model_epoch_1.pth's weights" in out
     assert_same_weights(exp / "model_latest.pth", tmp_path / "uninterrupted.pth")
+    assert [e.step for e in tensorboard_events(exp).Scalars("val/psnr")] == [2, 4]  # epoch 2's first try hidden
 
 
 def test_init_flag_takes_the_authors_checkpoints(full_run, dataset, tmp_path, capsys, train_options):
@@ -434,6 +477,11 @@ def test_cuda_graphs_are_refused_with_checkpointed_activations():
     problem = cuda_graph_problem(torch.device("cuda"), 1, compiled=False, checkpointed=True)
     assert problem and "train.checkpoint_activations" in problem and "use one of the two" in problem
     assert cuda_graph_problem(torch.device("cuda"), 1, compiled=False, checkpointed=False) is None
+
+
+def test_durations_read_at_a_glance():
+    assert [trainer.duration(s) for s in (42.4, 307, 7980, 3 * 86400 + 4 * 3600 + 59)] == ["42s", "5m07s", "2h13m",
+                                                                                         "3d04h"]
 
 def test_bad_yaml_exits_2(tmp_path, capsys):
     path = tmp_path / "bad.yml"

@@ -5,20 +5,20 @@ import itertools
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from data import DataError
-from evaluations.metrics import rgb_psnr
+from evaluations.metrics import rgb_psnr, rgb_ssim
 from losses import build_loss
 from models import build_model
 from models.pretrained import resolve_weights
 from models.weights import describe, infer_network_options, load_weights, network_options
 from utils.checkpoint import read_checkpoint, save_checkpoint
-from utils.device import autocast, prepare_model, slow_amp_note
+from utils.device import autocast, peak_memory_mib, prepare_model, slow_amp_note
 from utils.options import resolve_path, save_options
 from utils.signals import signals_ignored
 
@@ -37,6 +37,14 @@ class InputError(Exception):
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class Validation(NamedTuple):
+    """What a validation found: mean RGB PSNR (dB) and SSIM, and (3, H, W) images input | output | target."""
+
+    psnr: float
+    ssim: float
+    images: list[torch.Tensor]
 
 
 class Trainer:
@@ -78,6 +86,8 @@ class Trainer:
         scheduler = build_scheduler(optimizer, self.cfg["epochs"], self.cfg["warmup_epochs"], self.cfg["eta_min"],
                                     self.cfg["schedule"], len(self.train_loader))
         self.state = TrainingState(self.net, optimizer, scheduler)
+        self.metrics: MetricsLog | None = None  # rank 0's, while fit runs
+        self.session = time.time(), 0  # when this process started training, and at which iteration
 
     @property
     def progress(self) -> Progress:
@@ -102,19 +112,23 @@ class Trainer:
                      "from its saved state): " + "; ".join(changed))
 
     @torch.no_grad()
-    def validate(self, network: bool = True) -> float:
-        """Mean over validation images of the authors' RGB PSNR of the restored image (or of the rainy
-        input) against the target."""
+    def validate(self, network: bool = True, images: int = 0) -> Validation:
+        """The means over validation images of the authors' RGB PSNR and of the RGB SSIM of the restored
+        image (or of the rainy input) against the target, and the first `images` of them side by side."""
         self.net.eval()
-        total, count = 0.0, 0
+        psnr, ssim, count, shown = 0.0, 0.0, 0, []
         for batch in self.val_loader:
             inp, tar = batch["input"].to(self.device), batch["target"].to(self.device)
+            out = inp
             if network:
                 with autocast(self.device, self.cfg["amp"]):
-                    inp = self.net(inp).restored.float()
-            total, count = total + rgb_psnr(inp, tar) * len(inp), count + len(inp)
+                    out = self.net(inp).restored.float()
+            n = len(inp)
+            psnr, ssim, count = psnr + rgb_psnr(out, tar) * n, ssim + rgb_ssim(out, tar) * n, count + n
+            if len(shown) < images:  # the first ones in the validation set's order: the same ones every time
+                shown += [torch.cat(row, dim=-1).cpu() for row in zip(inp, out.clamp(0, 1), tar)][:images - len(shown)]
         self.net.train()
-        return total / count
+        return Validation(psnr / count, ssim / count, shown)
 
     def step(self, batch: dict[str, Any], epoch: int) -> tuple[float, dict[str, float]]:
         """One optimizer step on a batch, in train.accumulate micro-batches whose gradients add up; returns
@@ -154,35 +168,52 @@ class Trainer:
         batches = itertools.islice(self.train_loader, p.batches_done, None) if p.batches_done < total else ()
         bar = tqdm(batches, total=total, initial=p.batches_done, desc=f"epoch {epoch}/{self.cfg['epochs']}",
                    leave=False, dynamic_ncols=True, disable=not self.dist.main)
+        if self.metrics is not None:
+            self.metrics.start_steps()
         for batch in bar:
             lr = optimizer.param_groups[0]["lr"]
-            value, _ = self.step(batch, epoch)
+            value, terms = self.step(batch, epoch)
             if self.cfg["schedule"] == "iteration":
                 self.state.scheduler.step()
             p.batch_done(value)
-            bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}", refresh=False)
+            if self.metrics is not None:
+                self.metrics.step(p.iteration, {"loss": value, **terms, "lr": lr})
+            bar.set_postfix({"loss": f"{value:.4f}", "lr": f"{lr:.2e}", "run left": self.run_left()}, refresh=False)
         return lr
 
-    def end_epoch(self, epoch: int, lr: float, start: float, metrics: MetricsLog | None) -> None:
-        """Validation, the epoch-wise schedule step, checkpoints and the log line of a finished epoch."""
+    def run_left(self) -> str:
+        """'~2h13m': the time the run's remaining optimizer steps take at this session's mean time per step so
+        far (validations and checkpoints included)."""
+        (started, first), done = self.session, self.progress.iteration
+        left = self.cfg["epochs"] * len(self.train_loader) - done
+        return "~" + duration((time.time() - started) / max(done - first, 1) * left)
+
+    def end_epoch(self, epoch: int, lr: float, start: float) -> None:
+        """Validation, the epoch-wise schedule step, checkpoints and the log lines of a finished epoch."""
         p = self.progress
         loss = p.epoch_loss
-        psnr = self.validate() if self.dist.main and epoch % self.cfg["val_every"] == 0 else None
+        validated = self.dist.main and epoch % self.cfg["val_every"] == 0
+        images = self.cfg["tensorboard_images"] if self.cfg["tensorboard"] else 0
+        result = self.validate(images=images) if validated else None
+        psnr = None if result is None else result.psnr
         if self.cfg["schedule"] == "epoch":
             self.state.scheduler.step()
         improved = p.epoch_done(epoch, psnr)
         if not self.dist.main:
             return
+        self.metrics.end_steps(p.iteration)
+        if result is not None:
+            self.metrics.validation(p.iteration, *result)
         if improved:
             self.save("model_best.pth")
         if self.cfg["save_every"] and epoch % self.cfg["save_every"] == 0:
             self.save(f"model_epoch_{epoch}.pth")
         self.save("model_latest.pth")
         seconds = time.time() - start
-        metrics.write({"epoch": epoch, "iterations": p.iteration, "loss": f"{loss:.6f}", "lr": f"{lr:.6e}",
-                       "val_psnr": "" if psnr is None else f"{psnr:.4f}", "best_psnr": f"{p.best_psnr:.4f}",
-                       "seconds": f"{seconds:.1f}"})
-        val = "" if psnr is None else f"  val PSNR {psnr:.2f} dB"
+        self.metrics.write({"epoch": epoch, "iterations": p.iteration, "loss": f"{loss:.6f}", "lr": f"{lr:.6e}",
+                            "val_psnr": "" if psnr is None else f"{psnr:.4f}", "best_psnr": f"{p.best_psnr:.4f}",
+                            "seconds": f"{seconds:.1f}"})
+        val = "" if result is None else f"  val PSNR {psnr:.2f} dB  SSIM {result.ssim:.4f}"
         self.log(f"epoch {epoch}/{self.cfg['epochs']}  {seconds:.1f} s  loss {loss:.4f}  lr {lr:.3e}{val}"
                  f"  best {p.best_psnr:.2f} dB (epoch {p.best_epoch})")
 
@@ -195,12 +226,15 @@ class Trainer:
             self.log(f"nothing to do: {self.progress.epoch} of {self.cfg['epochs']} epochs are done")
             return
         self.describe_run()
-        metrics = MetricsLog(self.exp_dir, self.progress.epoch) if self.dist.main else None
+        p, cfg = self.progress, self.cfg
+        self.metrics = MetricsLog(self.exp_dir, p.epoch, p.iteration, cfg["tensorboard"], cfg["log_every"],
+                                  lambda: peak_memory_mib(self.device)) if self.dist.main else None
+        self.session = time.time(), p.iteration
         try:
-            with metrics or contextlib.nullcontext():
+            with self.metrics or contextlib.nullcontext():
                 for epoch in range(self.progress.epoch + 1, self.cfg["epochs"] + 1):
                     start = time.time()
-                    self.end_epoch(epoch, self.train_epoch(epoch), start, metrics)
+                    self.end_epoch(epoch, self.train_epoch(epoch), start)
                     from_main(None, self.dist)  # the other processes wait for rank 0's validation and checkpoints
         except (KeyboardInterrupt, DataError):
             if self.dist.main:
@@ -214,7 +248,8 @@ class Trainer:
         self.log(f"done: best val PSNR {p.best_psnr:.2f} dB at epoch {p.best_epoch}; checkpoints in {self.exp_dir}")
 
     def describe_run(self) -> None:
-        """The startup summary: network, data, batch sizes, device, and the rainy inputs' PSNR."""
+        """The startup summary: network, data, batch sizes, device, and the validation PSNR and SSIM of the rainy
+        inputs (and of the initial weights)."""
         data, d, cfg = self.opt["datasets"], self.dist, self.cfg
         batch, micro = data["train"]["batch_size"], cfg["accumulate"]
         params = sum(p.numel() for p in self.net.parameters())
@@ -232,9 +267,9 @@ class Trainer:
         if self.init_path:
             self.log(f"initial weights: {self.init_path} (train.init); optimizer, schedule and epochs start afresh")
         if d.main:
-            self.log(f"val PSNR of the rainy inputs: {self.validate(network=False):.2f} dB")
-            if self.init_path:
-                self.log(f"val PSNR of the initial weights: {self.validate():.2f} dB")
+            for what, result in (("the rainy inputs", self.validate(network=False)),
+                                 *((("the initial weights", self.validate()),) if self.init_path else ())):
+                self.log(f"val PSNR of {what}: {result.psnr:.2f} dB, SSIM {result.ssim:.4f}")
         from_main(None, d)  # the others wait for that validation
 
 
@@ -259,3 +294,12 @@ def load_initial_weights(network: nn.Module, given: str) -> Path:
                          f"{describe(network_options(network))}: set the options' network to the weights' "
                          "(network.type, dim, num_blocks, heads) or start from other weights") from None
     return path
+
+
+def duration(seconds: float) -> str:
+    """'3d04h', '2h13m', '5m07s' or '42s'."""
+    s = round(seconds)
+    for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60), ("m", 60, "s", 1)):
+        if s >= size:
+            return f"{s // size}{unit}{s % size // sub_size:02d}{sub}"
+    return f"{s}s"
