@@ -5,9 +5,10 @@
     bash train.sh options/rain200h.yml [--gpus N] [--nnodes N --node_rank R --master_addr H] [...]  # torchrun
     srun bash train.sh options/rain200h.yml [...]   # Slurm, one task per GPU (README: Multi-node training)
 
-Writes into `paths.experiment`: options.yml, metrics.csv, model_latest.pth (every epoch),
-model_best.pth (best validation PSNR) and model_epoch_{e}.pth (every train.save_every epochs), in the
-authors' checkpoint format plus what resuming needs. Epoch e's data order and augmentation depend only
+Writes into `paths.experiment`: options.yml, metrics.csv, tensorboard/ (train.tensorboard), model_latest.pth
+(every epoch), model_best.pth (best validation PSNR) and model_epoch_{e}.pth (every train.save_every epochs),
+in the authors' checkpoint format plus what resuming needs. --init starts from released or other network
+weights; fine-tuning, train.accumulate and train.checkpoint_activations: docs/training.md. Epoch e's data order and augmentation depend only
 on (train.seed, e), not on the number of processes (training/sampler.py), so resuming continues exactly.
 Rank 0 alone checks the data, validates, logs and saves. Ctrl-C or SIGTERM saves model_latest.pth
 mid-epoch; a non-finite loss stops the run before the step, saving nothing. The run itself is
