@@ -1,13 +1,14 @@
 """Train NeRD-Rain as the authors do (docs/architecture.md, "Training recipe and schedule").
 
-    python train.py --opt options/rain200l.yml [--set train.lr=2e-4 ...] [--resume [auto|PATH]]
+    python train.py --opt options/rain200l.yml [--set train.lr=2e-4 ...] [--resume [auto|PATH] | --init WEIGHTS]
                     [--device auto|cpu|cuda] [--amp] [--compile] [--channels_last] [--cuda_graph]
     bash train.sh options/rain200h.yml [--gpus N] [--nnodes N --node_rank R --master_addr H] [...]  # torchrun
     srun bash train.sh options/rain200h.yml [...]   # Slurm, one task per GPU (README: Multi-node training)
 
-Writes into `paths.experiment`: options.yml, metrics.csv, model_latest.pth (every epoch),
-model_best.pth (best validation PSNR) and model_epoch_{e}.pth (every train.save_every epochs), in the
-authors' checkpoint format plus what resuming needs. Epoch e's data order and augmentation depend only
+Writes into `paths.experiment`: options.yml, metrics.csv, tensorboard/ (train.tensorboard), model_latest.pth
+(every epoch), model_best.pth (best validation PSNR) and model_epoch_{e}.pth (every train.save_every epochs),
+in the authors' checkpoint format plus what resuming needs. --init starts from released or other network
+weights; fine-tuning, train.accumulate and train.checkpoint_activations: docs/training.md. Epoch e's data order and augmentation depend only
 on (train.seed, e), not on the number of processes (training/sampler.py), so resuming continues exactly.
 Rank 0 alone checks the data, validates, logs and saves. Ctrl-C or SIGTERM saves model_latest.pth
 mid-epoch; a non-finite loss stops the run before the step, saving nothing. The run itself is
@@ -17,6 +18,7 @@ last complete checkpoint, which is intact), 2 bad input (options, data, checkpoi
 that cannot be written), 130 interrupted.
 """
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
@@ -43,17 +45,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="override options, e.g. --set train.lr=2e-4 datasets.train.batch_size=4")
     p.add_argument("--resume", nargs="?", const="auto", metavar="auto|PATH",
                    help="continue a run: 'auto' (the default value) takes model_latest.pth of paths.experiment")
+    p.add_argument("--init", metavar="WEIGHTS",
+                   help="start a new run from these network weights (sets train.init): a checkpoint, ours or the "
+                        "authors', or a released name such as NeRD-Rain/SPA-Data; optimizer and schedule start afresh")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     for flag, what in (("amp", "bf16 autocast"), ("compile", "torch.compile the network"),
                        ("channels_last", "channels_last memory format on a GPU (always on for the CPU)"),
                        ("cuda_graph", "replay the network's forward and backward as CUDA graphs, one GPU")):
         p.add_argument(f"--{flag}", action="store_true", help=f"{what} (sets train.{flag})")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.init is not None and args.resume is not None:
+        p.error("--init starts a new run from weights, --resume continues a run with its own: use one of the two")
+    return args
 
 
 def run(args: argparse.Namespace, dist: Dist) -> None:
     """Trains (or resumes training) into the experiment folder of the options."""
     flags = [f"train.{flag}=true" for flag in ("amp", "compile", "channels_last", "cuda_graph") if getattr(args, flag)]
+    if args.init is not None:
+        flags.append(f"train.init={json.dumps(args.init)}")  # a JSON string is a YAML string, whatever the path
     opt = load_options(args.opt, [*args.overrides, *flags])  # every process, before joining: all fail alike
     exp_dir = resolve_path(opt["paths"]["experiment"])
     try:
@@ -62,7 +72,7 @@ def run(args: argparse.Namespace, dist: Dist) -> None:
         raise InputError(str(err)) from None
     reuse_freed_cpu_memory(device)
     with started_experiment(exp_dir, args.resume, lambda: check_datasets(opt["datasets"]), dist) as (path, checkpoint):
-        trainer = Trainer(opt, device, dist)
+        trainer = Trainer(opt, device, dist, init=opt["train"]["init"] if checkpoint is None else "")  # new runs only
         if checkpoint is not None:
             trainer.resume(path, checkpoint)
         trainer.fit()

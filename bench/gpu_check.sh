@@ -12,6 +12,8 @@ timeout 90 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | ta
 log "training iteration, NeRD-Rain, batch 1, patch 256"
 timeout 120 python3 -m bench.speed --what train --device cuda --batch 1 --amp --channels_last --cuda_graph \
   --warmup 2 --repeats 8 --json "$out/train.json" 2>&1 | tail -10 | tee -a "$out/summary.txt"
+log "CUDA peak memory and time with and without train.checkpoint_activations, patch 256, batch 1 (issue 27)"
+timeout 150 python3 -m bench.memory --device cuda --repeats 3 --json "$out/memory.json" 2>&1 | tail -6 | tee -a "$out/summary.txt"
 log "train.py --amp --channels_last --cuda_graph (NeRD-Rain-S, 16 synthetic pairs of 128x128, 2 epochs)"
 python3 -m data.synthetic --out /tmp/syn/train --pairs 16 --size 128 --seed 1 > /dev/null
 python3 -m data.synthetic --out /tmp/syn/test --pairs 2 --size 128 --seed 2 > /dev/null

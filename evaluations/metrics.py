@@ -87,12 +87,28 @@ def psnr_ssim(result_rgb8: np.ndarray, target_rgb8: np.ndarray, protocol: str) -
     return _psnr255(y_res, y_tar), _ssim(_wang_downsample(y_res), _wang_downsample(y_tar))
 
 
-def rgb_psnr(output: torch.Tensor, target: torch.Tensor) -> float:
-    """Authors' validation PSNR of (B, C, H, W) batches: 20*log10(1/rmse) of clamp(output, 0, 1)
-    vs target per image, averaged over the batch."""
+def _check_batches(output: torch.Tensor, target: torch.Tensor) -> None:
     if output.shape != target.shape or output.ndim != 4:
         raise ValueError(f"expected two (B, C, H, W) tensors of one shape, got {tuple(output.shape)} "
                          f"and {tuple(target.shape)}")
+
+
+def rgb_psnr(output: torch.Tensor, target: torch.Tensor) -> float:
+    """Authors' validation PSNR of (B, C, H, W) batches: 20*log10(1/rmse) of clamp(output, 0, 1)
+    vs target per image, averaged over the batch."""
+    _check_batches(output, target)
     diff = output.detach().float().clamp(0, 1) - target.detach().float()
     rmse = diff.pow(2).flatten(1).mean(1).sqrt()
     return (20 * (1 / rmse).log10()).mean().item()
+
+
+def rgb_ssim(output: torch.Tensor, target: torch.Tensor) -> float:
+    """Training-time SSIM of (B, C, H, W) batches in [0, 1]: kornia's SSIM (11 x 11 Gaussian window, sigma
+    1.5, 'valid' borders) over the RGB channels of clamp(output, 0, 1) against target, per image, averaged
+    over the batch. A figure to watch training by (train.py's validation crops), not the protocols' SSIM on
+    MATLAB's Y (psnr_ssim)."""
+    from kornia.metrics import ssim  # here, not above: importing torch would slow every evaluation CLI run
+
+    _check_batches(output, target)
+    ssim_map = ssim(output.detach().float().clamp(0, 1), target.detach().float(), 11, padding="valid")
+    return ssim_map.flatten(1).mean(1).mean().item()

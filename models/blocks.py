@@ -2,6 +2,7 @@
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 class LayerNorm(nn.Module):
@@ -170,11 +171,24 @@ class TransformerBlock(nn.Module):
         return x + self.ffn(self.norm2(x))
 
 
+class TransformerLevel(nn.Sequential):
+    """TransformerBlocks in sequence (the authors' key names: `.0.`, `.1.`, ...). With `checkpointed`
+    set, a forward that records gradients keeps only the level's input and recomputes its blocks'
+    activations in the backward pass (NeRDRain.set_checkpoint_activations)."""
+
+    checkpointed = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.checkpointed and torch.is_grad_enabled():
+            return checkpoint(super().forward, x, use_reentrant=False)
+        return super().forward(x)
+
+
 def transformer_level(dim: int, blocks: int, heads: int, ffn_expansion_factor: float, bias: bool,
-                      layernorm_type: str) -> nn.Sequential:
-    """`blocks` TransformerBlocks in sequence (the authors' key names: `.0.`, `.1.`, ...)."""
-    return nn.Sequential(*[TransformerBlock(dim, heads, ffn_expansion_factor, bias, layernorm_type)
-                           for _ in range(blocks)])
+                      layernorm_type: str) -> TransformerLevel:
+    """`blocks` TransformerBlocks in sequence."""
+    return TransformerLevel(*[TransformerBlock(dim, heads, ffn_expansion_factor, bias, layernorm_type)
+                              for _ in range(blocks)])
 
 
 class Downsample(nn.Module):

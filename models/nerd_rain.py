@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import Downsample, FeedForward, Fusion, Upsample, transformer_level
+from .blocks import Downsample, FeedForward, Fusion, TransformerLevel, Upsample, transformer_level
 from .inr import INR
 
 
@@ -155,6 +155,14 @@ class NeRDRain(nn.Module):
         for module in self.modules():
             if isinstance(module, FeedForward):
                 module.batch_invariant = enabled
+        return self
+
+    def set_checkpoint_activations(self, enabled: bool = True) -> "NeRDRain":
+        """Trades time for memory in training: each Transformer level keeps only its input and recomputes
+        its blocks' activations in the backward pass (about one more forward pass; same gradients)."""
+        for module in self.modules():
+            if isinstance(module, TransformerLevel):
+                module.checkpointed = enabled
         return self
 
     def forward(self, inp_img: torch.Tensor) -> NeRDRainOutputs:

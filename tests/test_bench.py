@@ -45,6 +45,19 @@ def test_speed_benchmark_prints_rows(golden_weights, tmp_path):
     assert "| exact (default) |" in result.stdout
 
 
+
+def test_memory_benchmark_prints_rows_with_and_without_checkpointing(tmp_path):
+    out = tmp_path / "rows.json"
+    cmd = [sys.executable, "-m", "bench.memory", "--types", "NeRDRainS", "--sizes", "32", "--device", "cpu",
+           "--repeats", "1", "--json", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    plain, checkpointed = json.loads(out.read_text())["rows"]
+    assert (plain["checkpointed"], checkpointed["checkpointed"]) == (False, True)
+    assert all(r["ms"] > 0 and r["peak_mib"] > r["added_mib"] > 0 for r in (plain, checkpointed))
+    assert checkpointed["added_mib"] < plain["added_mib"]  # even at 32x32, where weights and Adam's moments dominate
+    assert "| NeRDRainS | 32x32 | 1 | on |" in result.stdout
+
 def test_fast_rows_on_cpu(golden):
     """The CUDA fast path's pieces (bf16 autocast, channels_last) run on the CPU too."""
     from argparse import Namespace

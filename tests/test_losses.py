@@ -1,4 +1,6 @@
 """Losses against the authors' golden numbers, plus their basic properties."""
+import copy
+
 import pytest
 import torch
 
@@ -54,6 +56,30 @@ def test_gradients_match_golden(golden, golden_network, channels_last):
         error = (grads[name] - ref).abs().max().item()
         assert error <= 1e-4 * ref.abs().max().item() + 1e-7, f"{name}: max error {error:.3g}"
 
+
+
+def test_checkpointed_activations_give_the_plain_gradients(golden, golden_network):
+    """NeRDRain.set_checkpoint_activations (train.checkpoint_activations): the forward keeps far less for the
+    backward pass, which recomputes the Transformer levels and gets the plain path's gradients."""
+    def gradients(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], int]:
+        saved = {}
+
+        def keep(tensor: torch.Tensor) -> torch.Tensor:
+            saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+            return tensor
+        model.train()
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+            total, _ = MultiScaleLoss()(model(golden["input"]), golden["target"])
+        total.backward()
+        return {name: p.grad for name, p in model.named_parameters() if p.grad is not None}, sum(saved.values())
+
+    parameters = sum(p.numel() * p.element_size() for p in golden_network.parameters())
+    checkpointed = copy.deepcopy(golden_network).set_checkpoint_activations(True)
+    (plain, plain_bytes), (ours, our_bytes) = gradients(golden_network), gradients(checkpointed)
+    assert our_bytes - parameters < (plain_bytes - parameters) / 4  # what the levels computed is not kept
+    assert plain.keys() == ours.keys()
+    for name, ref in plain.items():
+        assert (ours[name] - ref).abs().max().item() <= 1e-6 * ref.abs().max().item() + 1e-9, name
 
 def test_edge_loss_of_an_image_with_itself_is_the_charbonnier_floor():
     x = torch.rand(2, 3, 32, 40)

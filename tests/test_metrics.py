@@ -10,7 +10,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from evaluations.evaluate import evaluate_folders, format_table, main
-from evaluations.metrics import _wang_downsample, psnr_ssim, resolve_protocol, rgb_psnr
+from evaluations.metrics import _wang_downsample, psnr_ssim, resolve_protocol, rgb_psnr, rgb_ssim
 from utils.image_io import read_rgb8, write_png_atomic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,6 +83,18 @@ def test_rgb_psnr_per_image_then_mean():
     output[1] += 0.01  # 40 dB
     assert rgb_psnr(output, target) == pytest.approx(30.0, abs=1e-4)
     assert rgb_psnr(target + 10, torch.ones_like(target)) == float("inf")  # output clamped to 1
+
+
+def test_rgb_ssim_is_wangs_gaussian_ssim_over_rgb_per_image(rng):
+    """train.py's validation SSIM: skimage's Gaussian SSIM (sigma 1.5, population covariances) over the
+    channels, per image, then the mean over the batch; 1 for an image against itself."""
+    target = torch.from_numpy(rng.random((2, 3, 40, 48), dtype=np.float32))
+    output = (target + 0.1 * torch.from_numpy(rng.standard_normal((2, 3, 40, 48), dtype=np.float32))).clamp(0, 1)
+    expected = np.mean([structural_similarity(o.numpy(), t.numpy(), channel_axis=0, data_range=1.0,
+                                              gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+                        for o, t in zip(output, target)])
+    assert rgb_ssim(output, target) == pytest.approx(expected, abs=1e-4)
+    assert rgb_ssim(target, target) == pytest.approx(1.0, abs=1e-6)
 
 
 def _folder(root: Path, name: str, images: dict[str, np.ndarray]) -> Path:

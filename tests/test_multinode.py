@@ -51,6 +51,12 @@ def train_sh(opt: Path, *args: str, env: dict[str, str] = ENV) -> subprocess.Pop
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
+def train_py(opt: Path, *args: str) -> subprocess.Popen:
+    """train.py in one process, without train.sh."""
+    return subprocess.Popen([sys.executable, "train.py", "--opt", str(opt), "--device", "cpu", *args], cwd=REPO_ROOT,
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
 def srun_task(opt: Path, task: int, port: int) -> subprocess.Popen:
     """`srun bash train.sh` with 2 tasks on this host, as Slurm sets its variables."""
     slurm = {"SLURM_PROCID": str(task), "SLURM_LOCALID": str(task), "SLURM_STEP_NUM_TASKS": "2", "SLURM_NTASKS": "2",
@@ -130,26 +136,28 @@ def test_bad_launch_flags_exit_2(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def layouts(four_pairs, tmp_path_factory, train_options) -> dict[str, Path]:
+def layouts(four_pairs, tmp_path_factory, train_options, tiny_weights) -> dict[str, Path]:
     """The same training (4 pairs, global batch 2, 3 epochs) as 1 process x 2, 2 processes x 1 (one node),
-    2 nodes x 1 process (two train.sh on localhost) and 2 Slurm tasks; their experiment folders and outputs."""
+    2 nodes x 1 process (two train.sh on localhost) and 2 Slurm tasks; and with a global batch of 4, as
+    1 process x 4 and 2 processes x 1 accumulating 2, both from the tiny_weights (--init: rank 0 reads them,
+    DDP hands them to rank 1). Their experiment folders and outputs."""
     root = tmp_path_factory.mktemp("layouts")
-    names = ("1x2", "2x1", "2nodes", "slurm")
+    names = ("1x2", "2x1", "2nodes", "slurm", "1x4", "2x1x2")
     for name in names:
         (root / name).mkdir()
     opts = {name: train_options(four_pairs, root / name / "opt.yml", epochs=3, save_every=1) for name in names}
     port, slurm_port = str(free_port()), free_port()
-    procs = [subprocess.Popen([sys.executable, "train.py", "--opt", str(opts["1x2"]), "--device", "cpu", "--set",
-                               "datasets.train.batch_size=2"], cwd=REPO_ROOT, env=ENV, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True),
+    procs = [train_py(opts["1x2"], "--set", "datasets.train.batch_size=2"),
              train_sh(opts["2x1"], "--gpus", "2"),
              *(train_sh(opts["2nodes"], "--nnodes", "2", "--node_rank", str(r), "--master_addr", "127.0.0.1",
                         "--master_port", port, "--gpus", "1") for r in (0, 1)),
-             *(srun_task(opts["slurm"], task, slurm_port) for task in (0, 1))]
+             *(srun_task(opts["slurm"], task, slurm_port) for task in (0, 1)),
+             train_py(opts["1x4"], "--set", "datasets.train.batch_size=4", "--init", str(tiny_weights)),
+             train_sh(opts["2x1x2"], "--gpus", "2", "--set", "train.accumulate=2", "--init", str(tiny_weights))]
     results = finish(*procs)
     for code, out in results:
         assert code == 0, out[-3000:]
-    outs = dict(zip(("1x2", "2x1", "node0", "node1", "task0", "task1"), (out for _, out in results)))
+    outs = dict(zip(("1x2", "2x1", "node0", "node1", "task0", "task1", "1x4", "2x1x2"), (out for _, out in results)))
     return {name: opt.parent / "exp" for name, opt in opts.items()} | {"out": outs}
 
 
@@ -165,6 +173,7 @@ def test_two_processes_on_one_node(layouts, tiny_options):
     assert (latest["epoch"], latest["iteration"]) == (3, 6)  # 4 pairs in global batches of 2
     load_weights(build_model(tiny_options), exp / "model_latest.pth")
     assert out.count("val PSNR of the rainy inputs") == 1 and out.count("epoch 3/3 ") == 1  # rank 0 alone
+    assert len(list((exp / "tensorboard").glob("events.out.tfevents.*"))) == 1  # rank 0 alone
 
 
 def test_two_nodes_on_localhost(layouts):
@@ -192,6 +201,23 @@ def test_one_model_whatever_the_layout(layouts, capsys):
     trained = max_difference(layouts["1x2"] / "model_epoch_1.pth", layouts["1x2"] / "model_latest.pth")
     assert trained > 1e-4  # the weights moved: the agreement means something
 
+
+
+def test_accumulating_in_two_processes_trains_as_one_batch_of_4(layouts, capsys):
+    """2 processes x batch 1 x accumulate 2 (gradients exchanged once a step, after the second micro-batch:
+    DDP's no_sync) against 1 process x batch 4: the same two steps (epoch 1 runs at rate 0) from the same
+    initial weights."""
+    out = layouts["out"]["2x1x2"]
+    assert "batch size 1 per process x 2 accumulated (train.accumulate) x 2 processes = effective batch size 4" in out
+    assert out.count("(train.init); optimizer, schedule and epochs start afresh") == 1  # rank 0 alone logs
+    latest = torch.load(layouts["2x1x2"] / "model_latest.pth", weights_only=True)
+    assert (latest["epoch"], latest["iteration"]) == (3, 3)  # one step per epoch of 4 pairs
+    difference = max_difference(layouts["1x4"] / "model_latest.pth", layouts["2x1x2"] / "model_latest.pth")
+    trained = max_difference(layouts["1x4"] / "model_epoch_1.pth", layouts["1x4"] / "model_latest.pth")
+    with capsys.disabled():
+        print(f"\nmax weight difference, 2 processes x 1 x accumulate 2 against 1 x 4: {difference:.2e} "
+              f"(trained {trained:.2e})")
+    assert difference < 1e-5 and trained > 1e-4
 
 def test_resume_with_two_processes_is_bit_exact(layouts, four_pairs, tmp_path, train_options,
                                                 assert_same_weights):

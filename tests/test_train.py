@@ -11,15 +11,19 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import models
 import train
 from losses import MultiScaleLoss
-from models import build_model
-from models.weights import load_weights
+from models import build_model, pretrained
+from models.weights import authors_state, load_weights, save_network
 from training import trainer
+from training.cuda_graph import cuda_graph_problem
 from training.experiment import experiment_lock
 from training.metrics_log import METRICS_HEADER
 from training.options import load_options
@@ -81,6 +85,47 @@ def test_writes_the_checkpoints_and_metrics(full_run, epoch_lrs):
     assert best["best_psnr"] == pytest.approx(max(psnrs), abs=1e-4) and best["epoch"] == 1 + int(np.argmax(psnrs))
 
 
+
+def tensorboard_events(exp: Path) -> EventAccumulator:
+    events = EventAccumulator(str(exp / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    return events
+
+
+def test_tensorboard_logs_training_and_validation(full_run):
+    """By default: the loss, its terms, the rate, seconds per step and peak memory as means over each epoch's
+    steps (fewer than train.log_every), and each validation's PSNR (metrics.csv's), SSIM and images."""
+    events, rows = tensorboard_events(full_run), metrics_rows(full_run)
+    train_tags = {f"train/{name}" for name in ("loss", "char", "fft", "edge", "l1", "lr", "seconds_per_iteration",
+                                               "peak_memory_mib")}
+    assert set(events.Tags()["scalars"]) == train_tags | {"val/psnr", "val/ssim"}
+    for tag in (*train_tags, "val/psnr", "val/ssim"):
+        assert [e.step for e in events.Scalars(tag)] == [2, 4, 6, 8], tag  # optimizer steps at each epoch's end
+    value = {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    assert value["train/loss"] == pytest.approx([float(r["loss"]) for r in rows], rel=1e-5)
+    assert value["train/lr"] == pytest.approx([float(r["lr"]) for r in rows], rel=1e-5)
+    assert value["val/psnr"] == pytest.approx([float(r["val_psnr"]) for r in rows], abs=1e-4)
+    assert all(0 < v <= 1 for v in value["val/ssim"]) and all(v > 0 for v in value["train/seconds_per_iteration"])
+    assert all(v > 100 for v in value["train/peak_memory_mib"])  # the process's resident set: torch alone is more
+    # the two validation images (of 3 asked for), input | output | target side by side, at each validation
+    assert events.Tags()["images"] == ["val/image_1", "val/image_2"]
+    for tag in events.Tags()["images"]:
+        assert [(e.step, e.width, e.height) for e in events.Images(tag)] == [(s, 96, 32) for s in (2, 4, 6, 8)]
+
+
+def test_tensorboard_every_step_or_off(dataset, tmp_path, capsys, train_options):
+    opt = train_options(dataset, tmp_path / "opt.yml", epochs=2, save_every=0, log_every=1, tensorboard_images=1)
+    code, out = run_main(capsys, "--opt", str(opt))
+    assert code == 0, out
+    events = tensorboard_events(tmp_path / "exp")
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4] and events.Tags()["images"] == ["val/image_1"]
+    assert re.search(r"epoch 1/2: .* run left=~\d+s", out)  # the progress bar's estimate for the whole run
+    code, out = run_main(capsys, "--opt", str(opt), "--set", "train.tensorboard=false",
+                         f"paths.experiment={tmp_path / 'off'}")
+    assert code == 0, out
+    assert sorted(p.name for p in (tmp_path / "off").iterdir()) == ["metrics.csv", "model_best.pth",
+                                                                   "model_latest.pth", "options.yml"]
+
 def test_checkpoints_load_with_weights_only_and_load_weights(full_run, assert_same_weights, tiny_options):
     ckpt = torch.load(full_run / "model_latest.pth", weights_only=True)
     assert {"epoch", "state_dict", "optimizer", "scheduler", "iteration", "best_psnr", "rng", "options"} <= ckpt.keys()
@@ -133,6 +178,100 @@ def test_ctrl_c_saves_latest_and_resume_continues_exactly(full_run, dataset, tmp
     assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
     assert [r["loss"] for r in rows] == [r["loss"] for r in full]  # epoch 2's mean includes the batch before Ctrl-C
 
+
+
+@pytest.fixture(scope="module")
+def three_pairs(train_pairs, tmp_path_factory) -> Path:
+    """train_pairs with a third training pair (img0 flipped): an odd count, so the last step of an epoch
+    at batch 2 wraps round to the first pair of the epoch's order."""
+    root = tmp_path_factory.mktemp("three")
+    shutil.copytree(train_pairs, root, dirs_exist_ok=True)
+    for side in ("input", "target"):
+        image = cv2.imread(str(train_pairs / "train" / side / "img0.png"))
+        cv2.imwrite(str(root / "train" / side / "img2.png"), cv2.flip(image, 1))
+    return root
+
+
+@pytest.fixture(scope="module")
+def batch_2_and_accumulated(three_pairs, train_options, tmp_path_factory) -> dict[str, tuple[Path, list, dict]]:
+    """3 epochs on three pairs with the per-iteration schedule, as batch 2 and as batch 1 accumulating 2:
+    each run's experiment folder, the inputs of every optimizer step and the gradients of the first."""
+    runs = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as _one_thread does for the tests: bit-exact comparisons need the same count
+    try:
+        for name, batch, accumulate in (("batch 2", 2, 1), ("batch 1 x 2", 1, 2)):
+            opt = train_options(three_pairs, tmp_path_factory.mktemp("accumulate") / "opt.yml", epochs=3,
+                                schedule="iteration", save_every=0, accumulate=accumulate)
+            inputs, grads, step = [], {}, trainer.Trainer.step
+
+            def recorded(self, batch, epoch):
+                inputs.append(batch["input"].clone())
+                result = step(self, batch, epoch)
+                grads.update({} if grads else {n: p.grad.clone() for n, p in self.net.named_parameters()
+                                               if p.grad is not None})
+                return result
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(trainer.Trainer, "step", recorded)
+                assert train.main(["--opt", str(opt), "--set", f"datasets.train.batch_size={batch}"]) == 0
+            runs[name] = opt.parent / "exp", inputs, grads
+    finally:
+        torch.set_num_threads(threads)
+    return runs
+
+
+def test_batch_1_accumulating_2_trains_as_batch_2(batch_2_and_accumulated, capsys):
+    """The same pairs in every optimizer step (the last of an epoch wraps round, as batch 2 does), the schedule
+    counted in optimizer steps (2 per epoch of 3 pairs), the same gradients and weights within float tolerance.
+
+    Float tolerance: on the CPU a batch of 1 and a batch of 2 take other kernels, which round differently
+    (docs/architecture.md, "Tiling"); Adam's steps of about lr x sign(gradient) turn that noise, in the few
+    gradients near zero, into weight differences of up to 1% of what the weights moved (2.3e-5 of 3.5e-3 here)."""
+    (exp2, inputs2, grads2), (exp1, inputs1, grads1) = (batch_2_and_accumulated[name]
+                                                        for name in ("batch 2", "batch 1 x 2"))
+    assert len(inputs1) == len(inputs2) == 6 and all(torch.equal(a, b) for a, b in zip(inputs1, inputs2))
+    assert grads1.keys() == grads2.keys()
+    for name, ref in grads2.items():
+        assert (grads1[name] - ref).abs().max().item() <= 1e-4 * ref.abs().max().item() + 1e-7, name
+    rows2, rows1 = ([r for r in csv.DictReader((exp / "metrics.csv").open())] for exp in (exp2, exp1))
+    assert [r["iterations"] for r in rows1] == [r["iterations"] for r in rows2] == ["2", "4", "6"]
+    assert [r["lr"] for r in rows1] == [r["lr"] for r in rows2]
+    assert [float(r["loss"]) for r in rows1] == pytest.approx([float(r["loss"]) for r in rows2], rel=1e-5)
+    a, b = weights(exp1 / "model_latest.pth"), weights(exp2 / "model_latest.pth")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1234)  # the trainer's seed: the network both runs started from
+        start = authors_state(build_model(load_options(exp1 / "options.yml")["network"]))
+    difference = max((a[k] - b[k]).abs().max().item() for k in a)
+    moved = max((a[k] - start[k]).abs().max().item() for k in a)
+    with capsys.disabled():
+        print(f"\nmax weight difference, batch 1 x 2 against batch 2: {difference:.2e}, weights moved {moved:.2e}")
+    assert difference < 1e-2 * moved
+
+
+def test_ctrl_c_mid_accumulation_resumes_exactly(batch_2_and_accumulated, three_pairs, tmp_path, capsys,
+                                                 monkeypatch, train_options, assert_same_weights):
+    """Ctrl-C between the two micro-batches of a step: model_latest.pth holds the last whole step, and the
+    resumed run redoes the interrupted one, ending bit for bit where the uninterrupted run did."""
+    exp = batch_2_and_accumulated["batch 1 x 2"][0]
+    opt = train_options(three_pairs, tmp_path / "opt.yml", epochs=3, schedule="iteration", save_every=0,
+                        accumulate=2)
+    forward, calls = MultiScaleLoss.forward, []
+
+    def interrupted(self, outputs, target):
+        calls.append(1)
+        if len(calls) == 8:  # epoch 2, the second micro-batch of its second step
+            raise KeyboardInterrupt
+        return forward(self, outputs, target)
+
+    monkeypatch.setattr(MultiScaleLoss, "forward", interrupted)
+    code, out = run_main(capsys, "--opt", str(opt), "--set", "datasets.train.batch_size=1")
+    assert code == train.EXIT_INTERRUPTED, out
+    latest = torch.load(tmp_path / "exp" / "model_latest.pth", weights_only=True)
+    assert (latest["epoch"], latest["batches_done"], latest["iteration"]) == (1, 1, 3)
+    monkeypatch.setattr(MultiScaleLoss, "forward", forward)
+    code, out = run_main(capsys, "--opt", str(opt), "--set", "datasets.train.batch_size=1", "--resume")
+    assert code == 0, out
+    assert_same_weights(tmp_path / "exp" / "model_latest.pth", exp / "model_latest.pth")
 
 def test_sigterm_to_the_process_group_saves_latest(dataset, tmp_path, train_options):
     """A job scheduler (or `timeout`) sends SIGTERM to every process of the job, DataLoader workers
@@ -279,6 +418,100 @@ def test_fast_options_train_on_cpu(full_run, dataset, tmp_path, capsys, train_op
     assert load_options(tmp_path / "exp" / "options.yml")["train"]["channels_last"] is True
 
 
+
+def test_checkpointed_activations_train_the_same_weights(full_run, dataset, tmp_path, capsys, train_options,
+                                                         assert_same_weights):
+    """train.checkpoint_activations recomputes the same numbers in the backward pass: the run's weights are
+    the plain run's, bit for bit on the CPU."""
+    opt = train_options(dataset, tmp_path / "opt.yml")
+    code, out = run_main(capsys, "--opt", str(opt), "--set", "train.checkpoint_activations=true")
+    assert code == 0, out
+    assert "checkpoint_activations True" in out
+    assert_same_weights(tmp_path / "exp" / "model_latest.pth", full_run / "model_latest.pth")
+
+
+def metrics_rows(exp: Path) -> list[dict[str, str]]:
+    with (exp / "metrics.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_init_starts_from_the_weights_with_a_fresh_schedule(full_run, dataset, tmp_path, capsys, train_options,
+                                                            assert_same_weights):
+    """train.init in the options: epoch 1 (at rate 0) validates at the starting model's PSNR, not a random
+    network's; the iterations and the optimizer start afresh; a resume of that run does not load it again."""
+    start = tmp_path / "start.pth"
+    shutil.copy(full_run / "model_latest.pth", start)
+    opt = train_options(dataset, tmp_path / "opt.yml", epochs=2, save_every=1, init=str(start))
+    code, out = run_main(capsys, "--opt", str(opt))
+    assert code == 0, out
+    exp, trained = tmp_path / "exp", metrics_rows(full_run)
+    assert f"initial weights: {start} (train.init)" in out
+    assert f"val PSNR of the initial weights: {float(trained[-1]['val_psnr']):.2f} dB" in out
+    rows = metrics_rows(exp)
+    assert rows[0]["val_psnr"] == trained[-1]["val_psnr"] != trained[0]["val_psnr"]  # the start's, not random's
+    assert [r["iterations"] for r in rows] == ["2", "4"]
+    assert_same_weights(exp / "model_epoch_1.pth", start)  # epoch 1 runs at rate 0
+    latest = torch.load(exp / "model_latest.pth", weights_only=True)
+    assert {s["step"].item() for s in latest["optimizer"]["state"].values()} == {4.0}  # fresh Adam: 4 steps
+    assert latest["options"]["train"]["init"] == str(start)
+
+    shutil.copy(exp / "model_latest.pth", tmp_path / "uninterrupted.pth")
+    start.unlink()  # resuming must not need it
+    code, out = run_main(capsys, "--opt", str(opt), "--resume", str(exp / "model_epoch_1.pth"))
+    assert code == 0, out
+    assert f"note: train.init ({start}) is not loaded: the run goes on with model_epoch_1.pth's weights" in out
+    assert_same_weights(exp / "model_latest.pth", tmp_path / "uninterrupted.pth")
+    assert [e.step for e in tensorboard_events(exp).Scalars("val/psnr")] == [2, 4]  # epoch 2's first try hidden
+
+
+def test_init_flag_takes_the_authors_checkpoints(full_run, dataset, tmp_path, capsys, train_options):
+    """--init with the authors' format (keys prefixed `module.` by DataParallel), recorded in options.yml."""
+    state = weights(full_run / "model_latest.pth")
+    torch.save({"epoch": 7, "state_dict": {f"module.{k}": v for k, v in state.items()}, "optimizer": {}},
+               tmp_path / "authors.pth")
+    opt = train_options(dataset, tmp_path / "opt.yml", epochs=2, save_every=1)
+    code, out = run_main(capsys, "--opt", str(opt), "--init", str(tmp_path / "authors.pth"))
+    assert code == 0, out
+    loaded = weights(tmp_path / "exp" / "model_epoch_1.pth")
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    assert load_options(tmp_path / "exp" / "options.yml")["train"]["init"] == str(tmp_path / "authors.pth")
+
+
+def test_init_takes_a_released_name(dataset, tmp_path, capsys, monkeypatch, train_options, tiny_options,
+                                    tiny_weights):
+    """A released name is downloaded (here by a patched downloader), verified and cached, as test.py does; a
+    download that fails is one line and exit 2."""
+    monkeypatch.setenv("NERD_RAIN_HOME", str(tmp_path / "home"))
+    # the tiny network stands in for NeRD-Rain-S, whose released file it then is
+    monkeypatch.setitem(models.MODELS, "NeRDRainS", models.ModelSize("NeRD-Rain-S", {
+        k: v for k, v in tiny_options.items() if k != "type"}))
+    downloads = []
+    monkeypatch.setattr(pretrained.gdown, "download",
+                        lambda url, output, quiet: downloads.append(url) or shutil.copy(tiny_weights, output))
+    opt = train_options(dataset, tmp_path / "opt.yml", epochs=2, save_every=1)
+    code, out = run_main(capsys, "--opt", str(opt), "--init", "NeRD-Rain-S/Rain200L")
+    assert code == 0, out
+    cached = tmp_path / "home" / "weights" / "NeRD-Rain-S" / "Rain200L.pth"
+    assert f"initial weights: {cached}" in out and len(downloads) == 1
+    loaded = weights(tmp_path / "exp" / "model_epoch_1.pth")
+    assert all(torch.equal(loaded[k], v) for k, v in weights(cached).items())
+
+    def offline(url, output, quiet):
+        raise ConnectionError("no network")
+    monkeypatch.setattr(pretrained.gdown, "download", offline)
+    code, out = run_main(capsys, "--opt", str(opt), "--set", f"paths.experiment={tmp_path / 'exp2'}",
+                         "--init", "NeRD-Rain-S/SPA-Data")
+    assert code == train.EXIT_BAD_INPUT and "Traceback" not in out and out.count("error: ") == 1
+    assert "error: train.init (--init): Cannot get the weights NeRD-Rain-S/SPA-Data: the download failed" in out
+
+
+def test_init_and_resume_together_are_a_usage_error(dataset, tmp_path, capsys, train_options, tiny_weights):
+    opt = train_options(dataset, tmp_path / "opt.yml")
+    with pytest.raises(SystemExit) as exit_:
+        train.main(["--opt", str(opt), "--init", str(tiny_weights), "--resume"])
+    assert exit_.value.code == train.EXIT_BAD_INPUT
+    assert "--init starts a new run from weights, --resume continues a run with its own" in capsys.readouterr().err
+
 def test_existing_checkpoints_need_resume(full_run, capsys):
     code, out = run_main(capsys, "--opt", str(full_run.parent / "opt.yml"))
     assert code == train.EXIT_BAD_INPUT
@@ -299,6 +532,10 @@ def test_existing_checkpoints_need_resume(full_run, capsys):
     (lambda d, t: ["--set", "train.lr=.inf"], r"train\.lr = inf must be a finite number \(set in --set train"),
     (lambda d, t: ["--set", "train.eta_min=.nan"], r"train\.eta_min = nan must be a finite number"),
     (lambda d, t: ["--set", "datasets.val.max_pixels=0"], r"datasets\.val\.max_pixels must be at least 1"),
+    (lambda d, t: ["--init", str(t / "missing.pth")], r"train\.init \(--init\): checkpoint not found: .*missing\.pth"),
+    (lambda d, t: ["--init", str(make_other_network(t))], r"train\.init \(--init\): .*other\.pth holds a NeRD-Rain "
+                                                         r"variant \(dim 12, .*but the options build a NeRD-Rain "
+                                                         r"variant \(dim 8, blocks \[1, 1, 1\]"),
 ])
 def test_bad_input_exits_2_with_one_message(dataset, tmp_path, capsys, setup, expected, train_options,
                                             tiny_weights):
@@ -309,6 +546,17 @@ def test_bad_input_exits_2_with_one_message(dataset, tmp_path, capsys, setup, ex
     assert re.search(expected, out), out
     assert "Traceback" not in out and out.count("error: ") == 1
 
+
+
+def test_cuda_graphs_are_refused_with_checkpointed_activations():
+    problem = cuda_graph_problem(torch.device("cuda"), 1, compiled=False, checkpointed=True)
+    assert problem and "train.checkpoint_activations" in problem and "use one of the two" in problem
+    assert cuda_graph_problem(torch.device("cuda"), 1, compiled=False, checkpointed=False) is None
+
+
+def test_durations_read_at_a_glance():
+    assert [trainer.duration(s) for s in (42.4, 307, 7980, 3 * 86400 + 4 * 3600 + 59)] == ["42s", "5m07s", "2h13m",
+                                                                                         "3d04h"]
 
 def test_bad_yaml_exits_2(tmp_path, capsys):
     path = tmp_path / "bad.yml"
@@ -322,6 +570,12 @@ def make_empty(tmp_path: Path) -> Path:
         (tmp_path / "empty" / side).mkdir(parents=True)
     return tmp_path / "empty"
 
+
+
+def make_other_network(tmp_path: Path) -> Path:
+    save_network(tmp_path / "other.pth", build_model({"type": "NeRDRain", "dim": 12, "num_blocks": [1, 1, 1],
+                                                      "heads": [1, 1, 2]}))
+    return tmp_path / "other.pth"
 
 def make_unpaired(dataset: Path, tmp_path: Path) -> Path:
     root = tmp_path / "unpaired"

@@ -45,7 +45,7 @@ class CudaGraphed:
         return self.graphed(x) if x.shape == self.shape else self.net(x)
 
 
-def cuda_graph_problem(device: torch.device, processes: int, compiled: bool) -> str | None:
+def cuda_graph_problem(device: torch.device, processes: int, compiled: bool, checkpointed: bool) -> str | None:
     """Why CUDA graphs cannot be used for this training run, or None."""
     if device.type != "cuda":
         return "it needs a CUDA device (--device cuda)"
@@ -53,4 +53,9 @@ def cuda_graph_problem(device: torch.device, processes: int, compiled: bool) -> 
         return "it runs on one GPU only (train.sh --gpus 1)"
     if compiled:
         return "torch.compile (train.compile) captures graphs of its own: use one of the two"
+    if checkpointed:
+        # Recomputing inside a captured backward pass has not been checked on a GPU here; and the graphs buy
+        # speed where checkpointing spends it.
+        return ("not together with train.checkpoint_activations (untested, and the two pull opposite ways: "
+                "speed against memory): use one of the two")
     return None

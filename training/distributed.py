@@ -1,5 +1,6 @@
 """This process's place in a job of several processes (started by torchrun or by Slurm's srun), joining
 its process group, and what the processes exchange."""
+import contextlib
 import os
 import re
 import subprocess
@@ -116,15 +117,18 @@ def lost_peer(err: BaseException) -> bool:
     return isinstance(err, torch_dist.DistError) or (isinstance(err, RuntimeError) and "gloo/transport" in str(err))
 
 
-def data_parallel(net: nn.Module, device: torch.device, dist: Dist) -> nn.Module:
-    """`net` in DistributedDataParallel when there are several processes, else `net` itself."""
+def data_parallel(net: nn.Module, device: torch.device, dist: Dist, accumulate: int = 1) -> nn.Module:
+    """`net` in DistributedDataParallel when there are several processes, else `net` itself; `accumulate`:
+    the micro-batches of a step (train.accumulate), all but the last under gradient_sync_skipped."""
     if dist.world == 1:
         return net
     # Depthwise conv weight gradients differ from their buckets only in the stride of a size-1 dimension.
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-    # static_graph: the same parameters go unused every step (NeRD-Rain's reduce_chan_level1_max3).
-    return DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
-                                   static_graph=True)
+    # The same parameters go unused every step (NeRD-Rain's reduce_chan_level1_max3): a static graph says so
+    # once. Under no_sync a static graph fails its first backward, or once past that stops exchanging the
+    # gradients (pytorch/pytorch#143580 and #187732), so accumulating runs look for unused ones every step.
+    unused = {"static_graph": True} if accumulate == 1 else {"find_unused_parameters": True}
+    return DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None, **unused)
 
 
 def leave() -> None:
@@ -135,11 +139,17 @@ def leave() -> None:
     _main_work_group = None
 
 
-def mean_over_processes(value: torch.Tensor, dist: Dist) -> float:
-    """A scalar averaged over all processes (a NaN anywhere makes it NaN everywhere)."""
-    value = value.detach()
+def mean_over_processes(values: torch.Tensor, dist: Dist) -> list[float]:
+    """A vector of scalars averaged over all processes, in one exchange (a NaN anywhere makes it NaN everywhere)."""
+    values = values.detach()
     if dist.world > 1:
-        value = value.clone()
-        torch_dist.all_reduce(value)
-        value /= dist.world
-    return value.item()
+        values = values.clone()
+        torch_dist.all_reduce(values)
+        values /= dist.world
+    return values.tolist()
+
+
+def gradient_sync_skipped(model: nn.Module, skip: bool) -> contextlib.AbstractContextManager:
+    """DistributedDataParallel's no_sync() when `skip` is true and `model` is one: the backward passes in
+    it add to the gradients without exchanging them, and the next backward outside it exchanges the sum."""
+    return model.no_sync() if skip and isinstance(model, DistributedDataParallel) else contextlib.nullcontext()

@@ -122,9 +122,12 @@ def loader_from_options(dataset: Dataset, section: dict[str, Any], device: torch
 
 
 def train_loader_from_options(dataset: Dataset, section: dict[str, Any], device: torch.device, dist: Dist,
-                              seed: int) -> Loader:
+                              seed: int, accumulate: int = 1) -> Loader:
     """The Loader of this process's share of every global batch (GlobalBatchSampler; set_epoch on its
-    sampler before each epoch), each pair augmented from its own seed."""
+    sampler before each epoch), each pair augmented from its own seed. A batch holds the pairs of one
+    optimizer step: batch_size x `accumulate` (train.accumulate), which the step cuts into micro-batches,
+    so that batch 1 accumulating 2 trains on the very pairs that batch 2 does."""
+    section = {**section, "batch_size": section["batch_size"] * accumulate}
     sampler = GlobalBatchSampler(len(dataset), section["batch_size"], dist.world, dist.rank, seed)
     return loader_from_options(SeededPairs(dataset), section, device, sampler)
 

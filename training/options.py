@@ -55,6 +55,11 @@ def validate(opt: dict[str, Any], fail: Fail) -> None:
         fail("train.betas", f"= {train['betas']} must be two numbers in [0, 1), e.g. [0.9, 0.999]")
     if train["schedule"] not in ("epoch", "iteration"):
         fail("train.schedule", f"= {train['schedule']!r} must be 'epoch' (the authors') or 'iteration'")
+    for key, least, meaning in (("accumulate", 1, "1: one batch per optimizer step"),
+                                ("log_every", 1, "optimizer steps per TensorBoard point"),
+                                ("tensorboard_images", 0, "0: none")):
+        if train[key] < least:
+            fail(f"train.{key}", f"= {train[key]} must be at least {least} ({meaning})")
     if train["seed"] < 0:
         fail("train.seed", "must be 0 or more")
     if train["val_every"] < 1:

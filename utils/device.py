@@ -2,6 +2,7 @@
 import contextlib
 import ctypes
 import ctypes.util
+import resource
 import sys
 
 import torch
@@ -72,6 +73,14 @@ def reuse_freed_cpu_memory(device: torch.device) -> bool:
         return libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, 2**31 - 1) == 1
     except (OSError, AttributeError):  # not glibc
         return False
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    """The most memory this process has held so far, in MiB: on a GPU what tensors took of it
+    (torch.cuda.max_memory_allocated), else the resident set's high-water mark (ru_maxrss, as VmHWM)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)  # B, kB
 
 
 def prepare_model(model: nn.Module, device: torch.device, channels_last: bool = False,
