@@ -284,7 +284,7 @@ def test_bad_data_on_one_rank_ends_the_job_with_its_message(train_pairs, tmp_pat
                                    f"datasets.train.check={check}"), timeout=180)
     assert code == 2, out[-3000:]
     if check == "true":
-        assert "error: rank 0: datasets.train: 1 of 4 pairs cannot be used" in out
+        assert f"error: rank 0: datasets.train: {broken} cannot be used: cannot read image" in out
         assert not (tmp_path / "exp").exists()
     else:
         rank = re.search(r"error: rank (\d): cannot read image .*img2\.png", out)
