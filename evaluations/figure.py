@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         for rainy, clean in images:
             rainy, clean = rainy[:height, :width].copy(), clean[:height, :width].copy()
             rows.append((rainy, derain(network.network, rainy, network.window, BATCH_WINDOWS), clean))
-        caption = " ".join(filter(None, [f"{network.description} from {args.weights}.", args.caption]))
+        source = Path(args.weights).name if Path(args.weights).is_file() else args.weights  # a file, or a name
+        caption = " ".join(filter(None, [f"{network.description} from {source}.", args.caption]))
         ok, data = cv2.imencode(args.output.suffix, cv2.cvtColor(figure(rows, caption), cv2.COLOR_RGB2BGR),
                                 [cv2.IMWRITE_JPEG_QUALITY, 90])
         atomic_save(args.output, lambda tmp: Path(tmp).write_bytes(data.tobytes()))
