@@ -35,7 +35,7 @@ from utils.cli import positive_int
 from utils.pairing import PairingError, pair_files
 from utils.signals import sigterm_as_interrupt
 
-DATASETS_JSON = Path(__file__).with_name("datasets.json")  # ../shared/paper/datasets.json, shipped
+DATASETS_JSON = Path(__file__).with_name("datasets.json")  # the authors' links, the published sizes, the releases
 SPLITS = ("train", "test")
 SIDES = ("input", "target")
 MANIFEST = "manifest.json"
