@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from utils.image_io import MAX_PIXELS, ImageReadError, list_images, read_rgb8
 from utils.cli import positive_int
-from utils.pairing import PairingError, pair_files
+from utils.pairing import PairingError, few, pair_files
 from utils.signals import sigterm_as_interrupt
 
 DATASETS_JSON = Path(__file__).with_name("datasets.json")  # the authors' links, the published sizes, the releases
@@ -103,14 +103,8 @@ def run_threaded(fn: Callable[[Item], Result], items: Sequence[Item], threads: i
 
 
 def size_mismatch(first: Path, first_hw: tuple[int, int], second: Path, second_hw: tuple[int, int]) -> str:
-    """The message for two images of a pair that differ in size (PairedDataset's wording)."""
+    """The message for two images of a pair that differ in size (PairedDataset raises it too)."""
     return f"{first} is {first_hw[1]}x{first_hw[0]} but {second} is {second_hw[1]}x{second_hw[0]}"
-
-
-def few(names: Sequence[str], shown: int = 5) -> str:
-    """Up to `shown` names, comma-joined, and how many more there are."""
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more
 
 
 @dataclass

@@ -14,6 +14,7 @@ from utils.pairing import PairingError, pair_files
 from utils.registry import build_by_type
 
 from .augment import center_crop, train_augment
+from .check import size_mismatch
 
 
 class DataError(ValueError):
@@ -75,7 +76,7 @@ class PairedDataset(Dataset):
         inp_path, tar_path = self.pairs[index]
         inp, tar = Image.fromarray(self.read(inp_path)), Image.fromarray(self.read(tar_path))
         if inp.size != tar.size:
-            raise DataError(f"{inp_path} is {inp.width}x{inp.height} but {tar_path} is {tar.width}x{tar.height}")
+            raise DataError(size_mismatch(inp_path, inp.size[::-1], tar_path, tar.size[::-1]))
         return inp, tar
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -55,7 +55,8 @@ def _stems(files: Sequence[Path], side: str) -> dict[str, Path]:
     return by_stem
 
 
-def _few(names: list[str], shown: int = 5) -> str:
+def few(names: Sequence[str], shown: int = 5) -> str:
+    """Up to `shown` names, comma-joined, and how many more there are (for messages)."""
     more = f" (and {len(names) - shown} more)" if len(names) > shown else ""
     return ", ".join(names[:shown]) + more
 
@@ -64,7 +65,7 @@ def _by_stem(first: Sequence[Path], second: Sequence[Path], sides: tuple[str, st
     a, b = _stems(first, sides[0]), _stems(second, sides[1])
     only_a, only_b = sorted(a.keys() - b.keys()), sorted(b.keys() - a.keys())
     if only_a or (only_b and not extra_second):
-        missing = [f"stems only in {side}: {_few(names)}" for side, names in zip(sides, (only_a, only_b)) if names]
+        missing = [f"stems only in {side}: {few(names)}" for side, names in zip(sides, (only_a, only_b)) if names]
         raise PairingError("; ".join(missing), len(first) == len(second))
     return Pairing([(a[s], b[s]) for s in sorted(a)], HOW["stem"], [b[s] for s in only_b])
 
